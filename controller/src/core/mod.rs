@@ -1,0 +1,280 @@
+//! The experiment core: Katib's experiment and trial semantics as pure functions.
+//!
+//! Given the (defaulted) Experiment, its Trials and what the suggestion side reported,
+//! [`decide`] computes the Experiment's new status and what to do next: how many new
+//! assignments to request, which trials to stop. [`trial`] turns a job outcome and the
+//! observation logs of a trial into its conditions and observation. No I/O happens here;
+//! both runtimes (local processes, Kubernetes) carry out what this module decides.
+//!
+//! Where Katib's behaviour is a known bug, the contract is kept and the behaviour fixed:
+//! - MetricsUnavailable trials count as completed when sizing new requests, so the
+//!   number of trials never exceeds `maxTrialCount` (Katib can overshoot).
+//! - A finite search space that is used up ends the experiment as Succeeded with reason
+//!   `ExperimentSuggestionEndReached` (Katib defines the reason but errors forever).
+//! - When the experiment completes, trials still running are stopped and marked Killed
+//!   (Katib lets them run on).
+
+pub mod trial;
+
+use katib_api::conditions::{self, experiment as ec, trial as tc};
+use katib_api::convert::metric_value_by_strategy;
+use katib_api::crd::{Experiment, ExperimentStatus, OptimalTrial, Trial, UNAVAILABLE};
+
+/// What the suggestion side has told the runtime so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SuggestionState {
+    /// The algorithm returned fewer assignments than requested: the search space is used up.
+    pub exhausted: bool,
+    /// The suggestion service rejected the experiment (e.g. invalid settings).
+    pub failed: Option<String>,
+}
+
+/// What the runtime should do after a reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The Experiment's new status.
+    pub status: ExperimentStatus,
+    /// How many new assignments to request from the suggestion service now.
+    pub request: usize,
+    /// Trials to stop (their process/job) because the experiment completed.
+    pub kill: Vec<String>,
+    /// True when the experiment is Succeeded or Failed.
+    pub completed: bool,
+}
+
+/// The state class of a trial, in Katib's precedence order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrialClass {
+    Killed,
+    Failed,
+    Succeeded,
+    EarlyStopped,
+    Running,
+    MetricsUnavailable,
+    Pending,
+}
+
+impl TrialClass {
+    /// True for every state after which the trial does not run any more.
+    pub fn is_completed(self) -> bool {
+        !matches!(self, TrialClass::Running | TrialClass::Pending)
+    }
+}
+
+/// Classifies a trial by its conditions (Killed > Failed > Succeeded > EarlyStopped >
+/// Running > MetricsUnavailable > Pending), as Katib's status summary does.
+pub fn classify(trial: &Trial) -> TrialClass {
+    let c = trial.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    if conditions::is_true(c, tc::KILLED) {
+        TrialClass::Killed
+    } else if conditions::is_true(c, tc::FAILED) {
+        TrialClass::Failed
+    } else if conditions::is_true(c, tc::SUCCEEDED) {
+        TrialClass::Succeeded
+    } else if conditions::is_true(c, tc::EARLY_STOPPED) {
+        TrialClass::EarlyStopped
+    } else if conditions::is_true(c, tc::RUNNING) {
+        TrialClass::Running
+    } else if conditions::is_true(c, tc::METRICS_UNAVAILABLE) {
+        TrialClass::MetricsUnavailable
+    } else {
+        TrialClass::Pending
+    }
+}
+
+/// The objective value of a trial by its metric strategy, if available.
+pub fn objective_value(exp: &Experiment, trial: &Trial) -> Option<String> {
+    let objective = exp.spec.objective.as_ref()?;
+    let obs = trial.status.as_ref()?.observation.as_ref()?;
+    let m = obs.metric(&objective.objective_metric_name)?;
+    let v = metric_value_by_strategy(m, objective.strategy_for(&m.name));
+    (v != UNAVAILABLE && !v.is_empty()).then_some(v)
+}
+
+/// True when the trial carries a usable objective observation (Katib's
+/// `IsObservationAvailable`).
+pub fn has_observation(exp: &Experiment, trial: &Trial) -> bool {
+    let Some(objective) = exp.spec.objective.as_ref() else { return false };
+    trial
+        .status
+        .as_ref()
+        .and_then(|s| s.observation.as_ref())
+        .and_then(|o| o.metric(&objective.objective_metric_name))
+        .is_some_and(|m| m.latest != UNAVAILABLE && !m.latest.is_empty())
+}
+
+/// The best trial by Katib's rules: a non-numeric objective wins unconditionally (string
+/// metrics such as DARTS genotypes), otherwise strictly better replaces the incumbent.
+pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a Trial, Option<f64>)> {
+    let maximize = exp.spec.objective.as_ref().is_some_and(|o| o.is_maximize());
+    let mut best: Option<(&Trial, Option<f64>)> = None;
+    for t in trials {
+        let Some(v) = objective_value(exp, t) else { continue };
+        match v.trim().parse::<f64>() {
+            Err(_) => best = Some((t, None)),
+            Ok(x) => {
+                let better = match best {
+                    None => true,
+                    Some((_, None)) => false,
+                    Some((_, Some(b))) => {
+                        if maximize {
+                            x > b
+                        } else {
+                            x < b
+                        }
+                    }
+                };
+                if better {
+                    best = Some((t, Some(x)));
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Recomputes counters, lists and the optimal trial (Katib's status summary).
+pub fn summarize(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStatus) {
+    let mut s = ExperimentStatus {
+        start_time: status.start_time.clone(),
+        completion_time: status.completion_time.clone(),
+        last_reconcile_time: status.last_reconcile_time.clone(),
+        conditions: std::mem::take(&mut status.conditions),
+        ..Default::default()
+    };
+    for t in trials {
+        let name = t.metadata.name.clone().unwrap_or_default();
+        let list = match classify(t) {
+            TrialClass::Killed => &mut s.killed_trial_list,
+            TrialClass::Failed => &mut s.failed_trial_list,
+            TrialClass::Succeeded => &mut s.succeeded_trial_list,
+            TrialClass::EarlyStopped => &mut s.early_stopped_trial_list,
+            TrialClass::Running => &mut s.running_trial_list,
+            TrialClass::MetricsUnavailable => &mut s.metrics_unavailable_trial_list,
+            TrialClass::Pending => &mut s.pending_trial_list,
+        };
+        list.push(name);
+    }
+    let n = |v: &Vec<String>| v.len() as i32;
+    s.trials = trials.len() as i32;
+    s.trials_killed = n(&s.killed_trial_list);
+    s.trials_failed = n(&s.failed_trial_list);
+    s.trials_succeeded = n(&s.succeeded_trial_list);
+    s.trials_early_stopped = n(&s.early_stopped_trial_list);
+    s.trials_running = n(&s.running_trial_list);
+    s.trial_metrics_unavailable = n(&s.metrics_unavailable_trial_list);
+    s.trials_pending = n(&s.pending_trial_list);
+    s.current_optimal_trial = optimal_trial(exp, trials).map(|(t, _)| OptimalTrial {
+        best_trial_name: t.metadata.name.clone().unwrap_or_default(),
+        parameter_assignments: t.spec.parameter_assignments.clone(),
+        observation: t.status.as_ref().and_then(|s| s.observation.clone()).unwrap_or_default(),
+    });
+    *status = s;
+}
+
+fn goal_reached(exp: &Experiment, trials: &[Trial]) -> bool {
+    let Some(objective) = exp.spec.objective.as_ref() else { return false };
+    let Some(goal) = objective.goal else { return false };
+    match optimal_trial(exp, trials) {
+        Some((_, Some(best))) => {
+            if objective.is_maximize() {
+                best >= goal
+            } else {
+                best <= goal
+            }
+        }
+        _ => false,
+    }
+}
+
+/// One reconcile of an Experiment: new status and next actions. `now` is RFC 3339.
+pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, now: &str) -> Decision {
+    let mut status = exp.status.clone().unwrap_or_default();
+    if !conditions::is_true(&status.conditions, ec::CREATED) {
+        status.start_time = Some(now.to_string());
+        status.completion_time = None;
+        conditions::set(&mut status.conditions, ec::CREATED, true, ec::REASON_CREATED, ec::MSG_CREATED, now);
+    }
+    status.last_reconcile_time = Some(now.to_string());
+    summarize(exp, trials, &mut status);
+
+    let already_done = conditions::is_true(&status.conditions, ec::SUCCEEDED)
+        || conditions::is_true(&status.conditions, ec::FAILED);
+    let active = (status.trials_pending + status.trials_running) as usize;
+    let completed = (status.trials_succeeded
+        + status.trials_failed
+        + status.trials_killed
+        + status.trials_early_stopped
+        + status.trial_metrics_unavailable) as usize;
+    let spec = &exp.spec;
+
+    if !already_done {
+        let failed = (status.trials_failed + status.trial_metrics_unavailable) as usize;
+        let terminal: Option<(&str, &str, String)> = if goal_reached(exp, trials) {
+            Some((ec::SUCCEEDED, ec::REASON_GOAL_REACHED, ec::MSG_GOAL_REACHED.into()))
+        } else if spec
+            .max_failed_trial_count
+            .is_some_and(|max| failed != 0 && failed >= max.max(0) as usize)
+        {
+            Some((ec::FAILED, ec::REASON_FAILED, ec::MSG_MAX_FAILED_REACHED.into()))
+        } else if let Some(msg) = &suggestion.failed {
+            Some((ec::FAILED, ec::REASON_FAILED, format!("{}: {msg}", ec::MSG_SUGGESTION_FAILED)))
+        } else if spec.max_trial_count.is_some_and(|max| completed >= max.max(0) as usize) {
+            Some((ec::SUCCEEDED, ec::REASON_MAX_TRIALS_REACHED, ec::MSG_MAX_TRIALS_REACHED.into()))
+        } else if suggestion.exhausted && active == 0 {
+            Some((
+                ec::SUCCEEDED,
+                ec::REASON_SUGGESTION_END_REACHED,
+                format!(
+                    "Experiment has succeeded because the search space is exhausted: every one of the {} \
+                     possible assignments was tried",
+                    trials.len()
+                ),
+            ))
+        } else {
+            None
+        };
+        match terminal {
+            Some((type_, reason, message)) => {
+                conditions::set_terminal(&mut status.conditions, type_, reason, &message, now);
+                status.completion_time = Some(now.to_string());
+            }
+            None => conditions::set(&mut status.conditions, ec::RUNNING, true, ec::REASON_RUNNING, ec::MSG_RUNNING, now),
+        }
+    }
+
+    let done = conditions::is_true(&status.conditions, ec::SUCCEEDED)
+        || conditions::is_true(&status.conditions, ec::FAILED);
+    if done {
+        let kill = trials
+            .iter()
+            .filter(|t| !classify(t).is_completed())
+            .filter_map(|t| t.metadata.name.clone())
+            .collect();
+        return Decision { status, request: 0, kill, completed: true };
+    }
+
+    let parallel = spec.parallel_trial_count.unwrap_or(3).max(1) as usize;
+    let required = match spec.max_trial_count {
+        Some(max) => (max.max(0) as usize).saturating_sub(completed).min(parallel),
+        None => parallel,
+    };
+    let request = if suggestion.exhausted { 0 } else { required.saturating_sub(active) };
+    Decision { status, request, kill: Vec::new(), completed: false }
+}
+
+/// Trials to send to the suggestion service: every trial except MetricsUnavailable ones
+/// and early-stopped ones without an objective observation (Katib's filter).
+pub fn trials_for_suggestion<'a>(exp: &Experiment, trials: &'a [Trial]) -> Vec<&'a Trial> {
+    trials
+        .iter()
+        .filter(|t| match classify(t) {
+            TrialClass::MetricsUnavailable => false,
+            TrialClass::EarlyStopped => has_observation(exp, t),
+            _ => true,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

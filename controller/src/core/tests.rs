@@ -1,0 +1,246 @@
+//! Table-style tests of the experiment core's decisions.
+
+use super::*;
+use katib_api::crd::{
+    Condition, Metric, NameValue, ObjectMeta, ObjectiveSpec, Observation, TrialSpec, TrialStatus,
+};
+
+fn exp(max: Option<i32>, parallel: i32, max_failed: Option<i32>, goal: Option<f64>, maximize: bool) -> Experiment {
+    let mut e: Experiment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
+        "metadata": {"name": "e"},
+        "spec": {}
+    }))
+    .unwrap();
+    e.spec.max_trial_count = max;
+    e.spec.parallel_trial_count = Some(parallel);
+    e.spec.max_failed_trial_count = max_failed;
+    e.spec.objective = Some(ObjectiveSpec {
+        type_: if maximize { "maximize" } else { "minimize" }.into(),
+        goal,
+        objective_metric_name: "acc".into(),
+        ..Default::default()
+    });
+    e
+}
+
+fn trial(name: &str, cond: &str, acc: Option<&str>) -> Trial {
+    let mut conditions = vec![Condition { type_: "Created".into(), status: "True".into(), ..Default::default() }];
+    if cond != "Created" {
+        conditions.push(Condition { type_: cond.into(), status: "True".into(), ..Default::default() });
+    }
+    Trial {
+        api_version: String::new(),
+        kind: String::new(),
+        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        spec: TrialSpec {
+            parameter_assignments: vec![NameValue { name: "x".into(), value: name.into() }],
+            ..Default::default()
+        },
+        status: Some(TrialStatus {
+            conditions,
+            observation: acc.map(|v| Observation {
+                metrics: vec![Metric { name: "acc".into(), min: v.into(), max: v.into(), latest: v.into() }],
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn last_condition(d: &Decision) -> (&str, &str) {
+    let c = d.status.conditions.last().unwrap();
+    (c.type_.as_str(), c.reason.as_str())
+}
+
+#[test]
+fn fresh_experiment_is_created_running_and_requests_parallel() {
+    let d = decide(&exp(Some(10), 3, None, None, true), &[], &SuggestionState::default(), "t0");
+    assert!(conditions::is_true(&d.status.conditions, ec::CREATED));
+    assert_eq!(last_condition(&d), (ec::RUNNING, ec::REASON_RUNNING));
+    assert_eq!(d.request, 3);
+    assert_eq!(d.status.start_time.as_deref(), Some("t0"));
+    assert!(!d.completed);
+}
+
+#[test]
+fn request_is_bounded_by_remaining_budget_and_active_trials() {
+    let e = exp(Some(5), 3, None, None, true);
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.1")),
+        trial("b", "Succeeded", Some("0.2")),
+        trial("c", "Running", None),
+    ];
+    // 5 - 2 completed = 3 remaining, capped by parallel 3, minus 1 active.
+    assert_eq!(decide(&e, &trials, &SuggestionState::default(), "t").request, 2);
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.1")),
+        trial("b", "Succeeded", Some("0.2")),
+        trial("c", "Succeeded", Some("0.2")),
+        trial("d", "Running", None),
+    ];
+    // 5 - 3 = 2 remaining, 1 active.
+    assert_eq!(decide(&e, &trials, &SuggestionState::default(), "t").request, 1);
+}
+
+#[test]
+fn metrics_unavailable_counts_as_completed_so_max_is_never_exceeded() {
+    let e = exp(Some(3), 3, None, None, true);
+    let trials = vec![
+        trial("a", "MetricsUnavailable", None),
+        trial("b", "Running", None),
+        trial("c", "Running", None),
+    ];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert_eq!(d.request, 0, "Katib would create a 4th trial here");
+    assert_eq!(d.status.trial_metrics_unavailable, 1);
+}
+
+#[test]
+fn max_trials_reached_succeeds_with_katib_reason() {
+    let e = exp(Some(2), 2, None, None, true);
+    let trials = vec![trial("a", "Succeeded", Some("0.1")), trial("b", "Succeeded", Some("0.3"))];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert!(d.completed);
+    assert_eq!(last_condition(&d), (ec::SUCCEEDED, ec::REASON_MAX_TRIALS_REACHED));
+    assert_eq!(d.status.trials, 2);
+    assert_eq!(d.status.trials_succeeded, 2);
+    assert_eq!(d.status.current_optimal_trial.as_ref().unwrap().best_trial_name, "b");
+    assert_eq!(d.status.completion_time.as_deref(), Some("t"));
+    // Running was never set (it completed in the first pass), so there is nothing to flip.
+    assert!(!conditions::is_true(&d.status.conditions, ec::RUNNING));
+}
+
+#[test]
+fn goal_reached_minimize_and_maximize() {
+    let e = exp(Some(10), 2, None, Some(0.2), false);
+    let trials = vec![trial("a", "Succeeded", Some("0.5")), trial("b", "Succeeded", Some("0.2"))];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert_eq!(last_condition(&d), (ec::SUCCEEDED, ec::REASON_GOAL_REACHED));
+
+    let e = exp(Some(10), 2, None, Some(0.9), true);
+    let trials = vec![trial("a", "Succeeded", Some("0.89")), trial("b", "Running", None)];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert!(!d.completed);
+    let trials = vec![trial("a", "Succeeded", Some("0.95")), trial("b", "Running", None)];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert!(d.completed);
+    assert_eq!(d.kill, vec!["b".to_string()], "running trials are stopped when the experiment completes");
+}
+
+#[test]
+fn max_failed_counts_metrics_unavailable_and_zero_fails_at_first() {
+    let e = exp(Some(10), 2, Some(2), None, true);
+    let trials = vec![trial("a", "Failed", None), trial("b", "MetricsUnavailable", None)];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert_eq!(last_condition(&d), (ec::FAILED, ec::REASON_FAILED));
+    assert_eq!(d.status.trials_failed, 1);
+    assert_eq!(d.status.trial_metrics_unavailable, 1);
+
+    let e = exp(Some(10), 2, Some(0), None, true);
+    let d = decide(&e, &[trial("a", "Succeeded", Some("1"))], &SuggestionState::default(), "t");
+    assert!(!d.completed, "maxFailedTrialCount 0 with no failure keeps running");
+    let d = decide(&e, &[trial("a", "Failed", None)], &SuggestionState::default(), "t");
+    assert_eq!(last_condition(&d), (ec::FAILED, ec::REASON_FAILED));
+}
+
+#[test]
+fn goal_takes_precedence_over_failures() {
+    let e = exp(Some(10), 2, Some(1), Some(0.5), true);
+    let trials = vec![trial("a", "Failed", None), trial("b", "Succeeded", Some("0.6"))];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert_eq!(last_condition(&d), (ec::SUCCEEDED, ec::REASON_GOAL_REACHED));
+}
+
+#[test]
+fn exhaustion_waits_for_active_trials_then_succeeds() {
+    let e = exp(Some(100), 3, None, None, true);
+    let s = SuggestionState { exhausted: true, failed: None };
+    let trials = vec![trial("a", "Succeeded", Some("0.1")), trial("b", "Running", None)];
+    let d = decide(&e, &trials, &s, "t");
+    assert!(!d.completed);
+    assert_eq!(d.request, 0);
+    let trials = vec![trial("a", "Succeeded", Some("0.1")), trial("b", "Succeeded", Some("0.2"))];
+    let d = decide(&e, &trials, &s, "t");
+    assert_eq!(last_condition(&d), (ec::SUCCEEDED, ec::REASON_SUGGESTION_END_REACHED));
+}
+
+#[test]
+fn suggestion_failure_fails_the_experiment() {
+    let e = exp(Some(10), 3, None, None, true);
+    let s = SuggestionState { exhausted: false, failed: Some("bad setting".into()) };
+    let d = decide(&e, &[], &s, "t");
+    assert_eq!(last_condition(&d), (ec::FAILED, ec::REASON_FAILED));
+    assert!(d.status.conditions.last().unwrap().message.contains("bad setting"));
+}
+
+#[test]
+fn unbounded_experiment_keeps_parallel_trials() {
+    let e = exp(None, 4, None, None, true);
+    let trials = vec![trial("a", "Succeeded", Some("1")), trial("b", "Running", None)];
+    assert_eq!(decide(&e, &trials, &SuggestionState::default(), "t").request, 3);
+}
+
+#[test]
+fn classification_precedence_and_lists() {
+    let e = exp(None, 4, None, None, true);
+    let mut killed = trial("k", "Running", None);
+    killed.status.as_mut().unwrap().conditions.push(Condition {
+        type_: "Killed".into(),
+        status: "True".into(),
+        ..Default::default()
+    });
+    let trials = vec![
+        killed,
+        trial("p", "Created", None),
+        trial("es", "EarlyStopped", Some("0.3")),
+        trial("r", "Running", None),
+    ];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t");
+    assert_eq!(d.status.killed_trial_list, vec!["k"]);
+    assert_eq!(d.status.pending_trial_list, vec!["p"]);
+    assert_eq!(d.status.early_stopped_trial_list, vec!["es"]);
+    assert_eq!(d.status.running_trial_list, vec!["r"]);
+    assert_eq!((d.status.trials_pending, d.status.trials_running), (1, 1));
+}
+
+#[test]
+fn optimal_trial_strictly_better_and_string_metric_wins() {
+    let e = exp(None, 1, None, None, false);
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.5")),
+        trial("b", "Succeeded", Some("0.5")),
+        trial("c", "Succeeded", Some("0.7")),
+    ];
+    assert_eq!(optimal_trial(&e, &trials).unwrap().0.metadata.name.as_deref(), Some("a"));
+    let trials = vec![trial("a", "Succeeded", Some("0.5")), trial("g", "Succeeded", Some("Genotype(x)"))];
+    assert_eq!(optimal_trial(&e, &trials).unwrap().0.metadata.name.as_deref(), Some("g"));
+}
+
+#[test]
+fn suggestion_input_filters_unavailable_and_unobserved_early_stopped() {
+    let e = exp(None, 1, None, None, true);
+    let trials = vec![
+        trial("ok", "Succeeded", Some("1")),
+        trial("mu", "MetricsUnavailable", None),
+        trial("es-no", "EarlyStopped", None),
+        trial("es-yes", "EarlyStopped", Some("0.2")),
+        trial("run", "Running", None),
+    ];
+    let names: Vec<_> = trials_for_suggestion(&e, &trials)
+        .into_iter()
+        .map(|t| t.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, vec!["ok", "es-yes", "run"]);
+}
+
+#[test]
+fn completed_experiment_stays_completed() {
+    let mut e = exp(Some(1), 1, None, None, true);
+    let trials = vec![trial("a", "Succeeded", Some("1"))];
+    let d = decide(&e, &trials, &SuggestionState::default(), "t1");
+    e.status = Some(d.status.clone());
+    let d2 = decide(&e, &trials, &SuggestionState::default(), "t2");
+    assert!(d2.completed);
+    assert_eq!(d2.status.completion_time.as_deref(), Some("t1"));
+    assert_eq!(d2.status.conditions, d.status.conditions);
+}

@@ -1,0 +1,269 @@
+//! Running one trial's command as a local process group: output captured to the trial's
+//! log file and streamed line by line to its metrics collector, and stopped as a whole
+//! group (the trainer and anything it spawned) when asked.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot};
+
+use super::render::LocalCommand;
+
+/// How long a stopped trial gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How a trial process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessExit {
+    /// Exit status 0.
+    Success,
+    /// Non-zero exit code or killed by a signal we did not send.
+    Failed { reason: String, message: String },
+    /// The command could not be started.
+    SpawnFailed { reason: String, message: String },
+    /// We stopped it.
+    Stopped,
+}
+
+/// What to run and where.
+#[derive(Clone, Debug)]
+pub struct ProcessSpec {
+    pub command: LocalCommand,
+    pub work_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+}
+
+fn last_lines(tail: &std::collections::VecDeque<String>) -> String {
+    if tail.is_empty() {
+        "the trial printed nothing".into()
+    } else {
+        format!("last output: {}", tail.iter().cloned().collect::<Vec<_>>().join(" | "))
+    }
+}
+
+/// Spawns the trial and runs it to the end. Every output line (stdout and stderr merged,
+/// in arrival order) is appended to `log_path` and sent on `lines`. Sending on `stop`
+/// (or dropping it) stops the process group: SIGTERM, then SIGKILL after [`STOP_GRACE`].
+pub async fn run(spec: ProcessSpec, lines: mpsc::Sender<String>, mut stop: oneshot::Receiver<()>) -> ProcessExit {
+    let argv0 = spec.command.argv[0].clone();
+    let mut cmd = Command::new(&argv0);
+    cmd.args(&spec.command.argv[1..])
+        .current_dir(&spec.work_dir)
+        .envs(spec.command.env.iter().cloned())
+        .envs(spec.extra_env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut log = match open_log(&spec.log_path).await {
+        Ok(f) => f,
+        Err(e) => {
+            return ProcessExit::SpawnFailed {
+                reason: "LogFileError".into(),
+                message: format!("cannot create the trial log {}: {e}", spec.log_path.display()),
+            };
+        }
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let (reason, message) = if e.kind() == std::io::ErrorKind::NotFound {
+                (
+                    "CommandNotFound",
+                    format!(
+                        "command \"{argv0}\" not found (looked in PATH and relative to {}); fix the trial \
+                         template's command",
+                        spec.work_dir.display()
+                    ),
+                )
+            } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ("PermissionDenied", format!("command \"{argv0}\" is not executable: {e}"))
+            } else {
+                ("SpawnError", format!("cannot start \"{argv0}\": {e}"))
+            };
+            let _ = log.write_all(format!("katib: {message}\n").as_bytes()).await;
+            return ProcessExit::SpawnFailed { reason: reason.into(), message };
+        }
+    };
+    let pgid = child.id().map(|p| p as i32);
+
+    // Merge stdout and stderr into one line stream.
+    let (tx, mut rx) = mpsc::channel::<String>(1024);
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(pump(BufReader::new(out), tx.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(pump(BufReader::new(err), tx.clone())));
+    }
+    drop(tx);
+
+    let mut tail = std::collections::VecDeque::with_capacity(5);
+    let mut stopped = false;
+    let mut status = None;
+    let mut output_open = true;
+    loop {
+        tokio::select! {
+            line = rx.recv(), if output_open => match line {
+                Some(line) => {
+                    let _ = log.write_all(line.as_bytes()).await;
+                    let _ = log.write_all(b"\n").await;
+                    if tail.len() == 5 { tail.pop_front(); }
+                    tail.push_back(line.chars().take(200).collect());
+                    let _ = lines.send(line).await;
+                }
+                None => output_open = false,
+            },
+            st = child.wait(), if status.is_none() => {
+                status = Some(st);
+                // A grandchild may keep the pipes open; stop the whole group once the
+                // trainer itself has exited so the trial can end.
+                if output_open {
+                    if let Some(pg) = pgid { signal_group(pg, nix::sys::signal::Signal::SIGTERM); }
+                }
+            }
+            _ = &mut stop, if !stopped && status.is_none() => {
+                stopped = true;
+                if let Some(pg) = pgid {
+                    signal_group(pg, nix::sys::signal::Signal::SIGTERM);
+                    let grace = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+                    match grace {
+                        Ok(st) => status = Some(st),
+                        Err(_) => {
+                            signal_group(pg, nix::sys::signal::Signal::SIGKILL);
+                            status = Some(child.wait().await);
+                        }
+                    }
+                }
+            }
+        }
+        if status.is_some() && !output_open {
+            break;
+        }
+    }
+    for r in readers {
+        let _ = r.await;
+    }
+    let _ = log.flush().await;
+    if stopped {
+        return ProcessExit::Stopped;
+    }
+    match status {
+        Some(Ok(st)) if st.success() => ProcessExit::Success,
+        Some(Ok(st)) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (st.code(), st.signal()) {
+                (Some(code), _) => ProcessExit::Failed {
+                    reason: "Error".into(),
+                    message: format!("exit code {code}; {}", last_lines(&tail)),
+                },
+                (None, Some(sig)) => ProcessExit::Failed {
+                    reason: "Signal".into(),
+                    message: format!("killed by signal {sig}; {}", last_lines(&tail)),
+                },
+                _ => ProcessExit::Failed { reason: "Error".into(), message: last_lines(&tail) },
+            }
+        }
+        Some(Err(e)) => ProcessExit::Failed { reason: "WaitError".into(), message: e.to_string() },
+        None => ProcessExit::Failed { reason: "Error".into(), message: "the process vanished".into() },
+    }
+}
+
+async fn open_log(path: &Path) -> std::io::Result<tokio::fs::File> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    tokio::fs::OpenOptions::new().create(true).append(true).open(path).await
+}
+
+async fn pump<R: tokio::io::AsyncBufRead + Unpin>(mut r: R, tx: mpsc::Sender<String>) {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                if tx.send(String::from_utf8_lossy(&buf).into_owned()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path, argv: &[&str]) -> ProcessSpec {
+        ProcessSpec {
+            command: LocalCommand { argv: argv.iter().map(|s| s.to_string()).collect(), ..Default::default() },
+            work_dir: dir.to_path_buf(),
+            log_path: dir.join("t/stdout.log"),
+            extra_env: vec![("KATIB_TRIAL_NAME".into(), "t1".into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn captures_merged_output_and_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop_tx, stop) = oneshot::channel();
+        let s = spec(dir.path(), &["sh", "-c", "echo loss=1 $KATIB_TRIAL_NAME; echo err >&2; exit 3"]);
+        let exit = run(s, tx, stop).await;
+        let mut got = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            got.push(l);
+        }
+        got.sort();
+        assert_eq!(got, vec!["err".to_string(), "loss=1 t1".to_string()]);
+        match exit {
+            ProcessExit::Failed { reason, message } => {
+                assert_eq!(reason, "Error");
+                assert!(message.starts_with("exit code 3"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let log = std::fs::read_to_string(dir.path().join("t/stdout.log")).unwrap();
+        assert!(log.contains("loss=1 t1") && log.contains("err"));
+    }
+
+    #[tokio::test]
+    async fn missing_command_is_a_clear_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let (_stop_tx, stop) = oneshot::channel();
+        match run(spec(dir.path(), &["no-such-trainer-xyz"]), tx, stop).await {
+            ProcessExit::SpawnFailed { reason, message } => {
+                assert_eq!(reason, "CommandNotFound");
+                assert!(message.contains("no-such-trainer-xyz"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, stop) = oneshot::channel();
+        // The child spawns a grandchild that would outlive a plain kill of the child.
+        let s = spec(dir.path(), &["sh", "-c", "sleep 300 & echo started; wait"]);
+        let h = tokio::spawn(run(s, tx, stop));
+        assert_eq!(rx.recv().await.as_deref(), Some("started"));
+        stop_tx.send(()).unwrap();
+        assert_eq!(h.await.unwrap(), ProcessExit::Stopped);
+    }
+}

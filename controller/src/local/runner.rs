@@ -1,0 +1,473 @@
+//! The local experiment loop: ask the core what to do, carry it out, wait for a trial to
+//! end, repeat.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use katib_api::convert::{experiment_to_pb, merge_settings, trial_to_pb};
+use katib_api::crd::{AlgorithmSetting, Experiment, ParameterAssignment, Trial, UNAVAILABLE};
+use katib_api::pb;
+use katib_api::pb::db_manager_client::DbManagerClient;
+use katib_api::pb::suggestion_client::SuggestionClient;
+use katib_api::time::now_rfc3339;
+use rand::SeedableRng as _;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use super::collect::{self, CollectSpec};
+use super::process::{ProcessExit, ProcessSpec};
+use super::render;
+use crate::core::trial::{JobOutcome, apply_outcome, mark_created, new_trial, observation_from_logs, random_trial_name};
+use crate::core::{self, SuggestionState, TrialClass};
+
+/// Where the local runtime finds its services and puts its files.
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// Directory for this run's files: `<trial>/stdout.log`, `experiment.json`.
+    pub run_dir: PathBuf,
+    /// Working directory of trial commands (the experiment file's directory by default).
+    pub work_dir: PathBuf,
+    /// db-manager address (host:port), given to the controller and to trials.
+    pub db_manager_addr: String,
+    /// Suggestion service address (host:port) for this experiment's algorithm.
+    pub suggestion_addr: String,
+    /// Deadline for one GetSuggestions call.
+    pub suggestion_timeout: Duration,
+    /// Seed for trial names (tests); random when None.
+    pub seed: Option<u64>,
+}
+
+/// Progress events, for the CLI's display.
+#[derive(Clone, Debug)]
+pub enum Event {
+    TrialStarted { name: String, assignments: Vec<ParameterAssignment> },
+    TrialFinished { name: String, class: TrialClass, objective: Option<String>, message: String },
+    Status { experiment: Box<Experiment> },
+    Exhausted { suggested: usize },
+}
+
+/// The result of a local run.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub experiment: Experiment,
+    pub trials: Vec<Trial>,
+    /// The run was interrupted (Ctrl-C) before the experiment completed.
+    pub interrupted: bool,
+}
+
+/// Errors that stop a local run before or outside the experiment's own semantics.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot connect to the suggestion service at {addr}: {source}")]
+    ConnectSuggestion { addr: String, source: tonic::transport::Error },
+    #[error("cannot connect to db-manager at {addr}: {source}")]
+    ConnectDbManager { addr: String, source: tonic::transport::Error },
+    #[error("the suggestion service rejected the experiment's algorithm settings: {0}")]
+    InvalidSettings(String),
+    #[error("the suggestion service at {addr} is unavailable: {message}")]
+    SuggestionUnavailable { addr: String, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("the experiment cannot run locally: {0}")]
+    Unsupported(String),
+}
+
+async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(10));
+    ep.connect().await
+}
+
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+}
+
+struct Finished {
+    name: String,
+    exit: ProcessExit,
+}
+
+/// Runs `exp` (already defaulted and validated) to completion or until `shutdown` fires.
+pub async fn run_experiment(
+    mut exp: Experiment,
+    cfg: LocalConfig,
+    events: mpsc::UnboundedSender<Event>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunOutcome, RunError> {
+    let exp_name = exp.metadata.name.clone().unwrap_or_default();
+    let span = info_span!("experiment", experiment = %exp_name);
+    async move {
+        let collect_spec = CollectSpec::from_experiment(&exp).map_err(RunError::Unsupported)?;
+        let sugg_channel = connect(&cfg.suggestion_addr)
+            .await
+            .map_err(|source| RunError::ConnectSuggestion { addr: cfg.suggestion_addr.clone(), source })?;
+        let mut suggestions = SuggestionClient::new(sugg_channel)
+            .max_decoding_message_size(i32::MAX as usize)
+            .max_encoding_message_size(i32::MAX as usize);
+        let db_channel = connect(&cfg.db_manager_addr)
+            .await
+            .map_err(|source| RunError::ConnectDbManager { addr: cfg.db_manager_addr.clone(), source })?;
+        let mut db = DbManagerClient::new(db_channel.clone()).max_decoding_message_size(i32::MAX as usize);
+
+        validate_settings(&mut suggestions, &exp, &cfg).await?;
+        tokio::fs::create_dir_all(&cfg.run_dir)
+            .await
+            .map_err(|source| RunError::Write { path: cfg.run_dir.clone(), source })?;
+
+        let mut rng = match cfg.seed {
+            Some(s) => rand::rngs::StdRng::seed_from_u64(s),
+            None => rand::rngs::StdRng::from_rng(&mut rand::rng()),
+        };
+        let mut trials: Vec<Trial> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut state = SuggestionState::default();
+        let mut overrides: Vec<AlgorithmSetting> = Vec::new();
+        let mut total_requested: i32 = 0;
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let mut interrupted = false;
+        tokio::pin!(shutdown);
+
+        loop {
+            let now = now_rfc3339();
+            let decision = core::decide(&exp, &trials, &state, &now);
+            exp.status = Some(decision.status.clone());
+            let _ = events.send(Event::Status { experiment: Box::new(exp.clone()) });
+            for name in &decision.kill {
+                if let Some(r) = running.get_mut(name) {
+                    if let Some(stop) = r.stop.take() {
+                        info!(trial = %name, "stopping trial: the experiment has completed");
+                        let _ = stop.send(());
+                    }
+                }
+            }
+            if (decision.completed || interrupted) && running.is_empty() {
+                break;
+            }
+            if decision.request > 0 && !interrupted {
+                let want = decision.request as i32;
+                total_requested += want;
+                let req = pb::GetSuggestionsRequest {
+                    experiment: Some(experiment_to_pb(&exp, &overrides)),
+                    trials: core::trials_for_suggestion(&exp, &trials).into_iter().map(trial_to_pb).collect(),
+                    current_request_number: want,
+                    total_request_number: total_requested,
+                };
+                match get_suggestions(&mut suggestions, req, &cfg).await {
+                    Ok(reply) => {
+                        if let Some(alg) = &reply.algorithm {
+                            let returned: Vec<AlgorithmSetting> = alg
+                                .algorithm_settings
+                                .iter()
+                                .map(|s| AlgorithmSetting { name: s.name.clone(), value: s.value.clone() })
+                                .collect();
+                            overrides = merge_settings(&overrides, &returned);
+                        }
+                        let got = reply.parameter_assignments.len();
+                        if got < want as usize {
+                            info!(requested = want, returned = got, "the search space is exhausted");
+                            state.exhausted = true;
+                            total_requested -= want - got as i32;
+                            let _ = events.send(Event::Exhausted { suggested: trials.len() + got });
+                        }
+                        for pa in reply.parameter_assignments.into_iter().take(want as usize) {
+                            let name = if pa.trial_name.is_empty() {
+                                random_trial_name(&exp_name, &mut rng)
+                            } else {
+                                pa.trial_name.clone()
+                            };
+                            let assignments: Vec<ParameterAssignment> = pa
+                                .assignments
+                                .iter()
+                                .map(|a| ParameterAssignment { name: a.name.clone(), value: a.value.clone() })
+                                .collect();
+                            let labels = pa.labels.into_iter().collect();
+                            let (trial, handle) = start_trial(
+                                &exp,
+                                name,
+                                assignments,
+                                labels,
+                                &cfg,
+                                &collect_spec,
+                                &db_channel,
+                                done_tx.clone(),
+                            );
+                            let name = trial.metadata.name.clone().unwrap_or_default();
+                            let _ = events.send(Event::TrialStarted {
+                                name: name.clone(),
+                                assignments: trial.spec.parameter_assignments.clone(),
+                            });
+                            index.insert(name.clone(), trials.len());
+                            trials.push(trial);
+                            match handle {
+                                Some(stop) => {
+                                    running.insert(name, Running { stop: Some(stop) });
+                                }
+                                None => {} // failed to render: already completed as Failed
+                            }
+                        }
+                        continue;
+                    }
+                    Err(SuggestError::Invalid(msg)) => {
+                        state.failed = Some(msg);
+                        continue;
+                    }
+                    Err(SuggestError::Unavailable(message)) => {
+                        if running.is_empty() {
+                            return Err(RunError::SuggestionUnavailable {
+                                addr: cfg.suggestion_addr.clone(),
+                                message,
+                            });
+                        }
+                        warn!(%message, "GetSuggestions failed; retrying after the next trial completes");
+                        total_requested -= want;
+                    }
+                }
+            }
+
+            tokio::select! {
+                Some(fin) = done_rx.recv() => {
+                    running.remove(&fin.name);
+                    if let Some(&i) = index.get(&fin.name) {
+                        finish_trial(&mut trials[i], fin.exit, &mut db, &events).await;
+                    }
+                }
+                _ = &mut shutdown, if !interrupted => {
+                    warn!("interrupted: stopping {} running trial(s)", running.len());
+                    interrupted = true;
+                    for r in running.values_mut() {
+                        if let Some(stop) = r.stop.take() { let _ = stop.send(()); }
+                    }
+                }
+            }
+        }
+
+        let out = RunOutcome { experiment: exp, trials, interrupted };
+        write_state(&cfg, &out).await?;
+        Ok(out)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn validate_settings(
+    client: &mut SuggestionClient<Channel>,
+    exp: &Experiment,
+    cfg: &LocalConfig,
+) -> Result<(), RunError> {
+    let req = pb::ValidateAlgorithmSettingsRequest { experiment: Some(experiment_to_pb(exp, &[])) };
+    match client.validate_algorithm_settings(req).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::InvalidArgument || s.code() == tonic::Code::Unknown => {
+            Err(RunError::InvalidSettings(s.message().to_string()))
+        }
+        // Katib treats UNIMPLEMENTED as "nothing to validate".
+        Err(s) if s.code() == tonic::Code::Unimplemented => Ok(()),
+        Err(s) => Err(RunError::SuggestionUnavailable {
+            addr: cfg.suggestion_addr.clone(),
+            message: format!("{}: {}", s.code(), s.message()),
+        }),
+    }
+}
+
+enum SuggestError {
+    Invalid(String),
+    Unavailable(String),
+}
+
+async fn get_suggestions(
+    client: &mut SuggestionClient<Channel>,
+    req: pb::GetSuggestionsRequest,
+    cfg: &LocalConfig,
+) -> Result<pb::GetSuggestionsReply, SuggestError> {
+    let mut delay = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + cfg.suggestion_timeout;
+    loop {
+        let mut r = tonic::Request::new(req.clone());
+        r.set_timeout(cfg.suggestion_timeout);
+        match client.get_suggestions(r).await {
+            Ok(reply) => return Ok(reply.into_inner()),
+            Err(s) if s.code() == tonic::Code::InvalidArgument || s.code() == tonic::Code::FailedPrecondition => {
+                return Err(SuggestError::Invalid(s.message().to_string()));
+            }
+            Err(s) => {
+                if tokio::time::Instant::now() + delay > deadline {
+                    return Err(SuggestError::Unavailable(format!("{}: {}", s.code(), s.message())));
+                }
+                debug!(code = ?s.code(), "GetSuggestions failed, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Creates the Trial and starts its process; returns the stop handle, or None when the
+/// trial could not be started (it is then already marked Failed).
+#[allow(clippy::too_many_arguments)]
+fn start_trial(
+    exp: &Experiment,
+    name: String,
+    assignments: Vec<ParameterAssignment>,
+    labels: std::collections::BTreeMap<String, String>,
+    cfg: &LocalConfig,
+    collect_spec: &CollectSpec,
+    db_channel: &Channel,
+    done: mpsc::UnboundedSender<Finished>,
+) -> (Trial, Option<oneshot::Sender<()>>) {
+    let now = now_rfc3339();
+    let rendered = render::render_run_spec(exp, &name, &assignments);
+    let mut trial = new_trial(exp, name.clone(), assignments, labels, rendered.as_ref().ok().cloned());
+    mark_created(&mut trial, &now);
+    let primary = trial.spec.primary_container_name.clone();
+    let command = rendered.and_then(|job| render::local_command(&job, &primary));
+    let command = match command {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(trial = %name, error = %e, "cannot start trial");
+            let outcome = JobOutcome::Failed { reason: "InvalidTemplate".into(), message: e.to_string() };
+            apply_outcome(&mut trial, &outcome, None, &now);
+            let _ = done.send(Finished {
+                name,
+                exit: ProcessExit::SpawnFailed { reason: "InvalidTemplate".into(), message: e.to_string() },
+            });
+            return (trial, None);
+        }
+    };
+    if !command.skipped_env.is_empty() {
+        warn!(trial = %name, vars = ?command.skipped_env, "env entries with valueFrom are not set locally");
+    }
+    apply_outcome(&mut trial, &JobOutcome::Running, None, &now);
+    let trial_dir = cfg.run_dir.join(&name);
+    let (command, metrics_file) = collect_spec.localize(command, &trial_dir);
+    let spec = ProcessSpec {
+        command,
+        work_dir: cfg.work_dir.clone(),
+        log_path: trial_dir.join("stdout.log"),
+        extra_env: vec![
+            ("KATIB_TRIAL_NAME".into(), name.clone()),
+            ("KATIB_DB_MANAGER_ADDRESS".into(), cfg.db_manager_addr.clone()),
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+        ],
+    };
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let collector = collect_spec.clone();
+    let channel = db_channel.clone();
+    let span = info_span!("trial", trial = %name);
+    tokio::spawn(
+        async move {
+            let exit = collect::run_collected(spec, collector, metrics_file, &name, channel, stop_rx).await;
+            let _ = done.send(Finished { name, exit });
+        }
+        .instrument(span),
+    );
+    (trial, Some(stop_tx))
+}
+
+async fn finish_trial(
+    trial: &mut Trial,
+    exit: ProcessExit,
+    db: &mut DbManagerClient<Channel>,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let name = trial.metadata.name.clone().unwrap_or_default();
+    let now = now_rfc3339();
+    // Already Failed before it started (e.g. an invalid template).
+    if trial.status.as_ref().is_some_and(|s| s.completion_time.is_some()) {
+        emit_finished(trial, events, message_of(&exit));
+        return;
+    }
+    let outcome = match &exit {
+        ProcessExit::Success => JobOutcome::Succeeded,
+        ProcessExit::Failed { reason, message } | ProcessExit::SpawnFailed { reason, message } => {
+            JobOutcome::Failed { reason: reason.clone(), message: message.clone() }
+        }
+        ProcessExit::Stopped => JobOutcome::Killed {
+            message: "Trial was stopped by katib: the experiment completed or the run was interrupted".into(),
+        },
+    };
+    let logs = match db
+        .get_observation_log(pb::GetObservationLogRequest { trial_name: name.clone(), ..Default::default() })
+        .await
+    {
+        Ok(r) => r.into_inner().observation_log.map(|o| o.metric_logs).unwrap_or_default(),
+        Err(s) => {
+            warn!(trial = %name, code = ?s.code(), message = s.message(), "cannot read observation logs");
+            Vec::new()
+        }
+    };
+    let observation = observation_from_logs(trial, &logs);
+    let objective_missing = observation
+        .as_ref()
+        .and_then(|o| {
+            let n = &trial.spec.objective.as_ref()?.objective_metric_name;
+            o.metric(n).map(|m| m.latest == UNAVAILABLE)
+        })
+        .unwrap_or(true);
+    if outcome == JobOutcome::Succeeded && objective_missing {
+        // Katib records the missing objective for trials whose collector did not (Push).
+        report_unavailable(trial, db).await;
+    }
+    apply_outcome(trial, &outcome, observation, &now);
+    emit_finished(trial, events, message_of(&exit));
+}
+
+fn message_of(exit: &ProcessExit) -> String {
+    match exit {
+        ProcessExit::Success => String::new(),
+        ProcessExit::Failed { message, .. } | ProcessExit::SpawnFailed { message, .. } => message.clone(),
+        ProcessExit::Stopped => "stopped".into(),
+    }
+}
+
+fn emit_finished(trial: &Trial, events: &mpsc::UnboundedSender<Event>, message: String) {
+    let class = core::classify(trial);
+    let objective = trial.spec.objective.as_ref().and_then(|o| {
+        let m = trial.status.as_ref()?.observation.as_ref()?.metric(&o.objective_metric_name)?;
+        let v = katib_api::convert::metric_value_by_strategy(m, o.strategy_for(&m.name));
+        (v != UNAVAILABLE).then_some(v)
+    });
+    let message = if class == TrialClass::MetricsUnavailable {
+        trial
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.last())
+            .map(|c| c.message.clone())
+            .unwrap_or(message)
+    } else {
+        message
+    };
+    info!(trial = trial.metadata.name.as_deref().unwrap_or_default(), ?class, ?objective, "trial finished");
+    let _ = events.send(Event::TrialFinished {
+        name: trial.metadata.name.clone().unwrap_or_default(),
+        class,
+        objective,
+        message,
+    });
+}
+
+async fn report_unavailable(trial: &Trial, db: &mut DbManagerClient<Channel>) {
+    let Some(objective) = trial.spec.objective.as_ref() else { return };
+    let req = pb::ReportObservationLogRequest {
+        trial_name: trial.metadata.name.clone().unwrap_or_default(),
+        observation_log: Some(pb::ObservationLog {
+            metric_logs: vec![pb::MetricLog {
+                time_stamp: "0001-01-01T00:00:00Z".into(),
+                metric: Some(pb::Metric { name: objective.objective_metric_name.clone(), value: UNAVAILABLE.into() }),
+            }],
+        }),
+    };
+    if let Err(s) = db.report_observation_log(req).await {
+        warn!(code = ?s.code(), message = s.message(), "cannot record the unavailable objective");
+    }
+}
+
+async fn write_state(cfg: &LocalConfig, out: &RunOutcome) -> Result<(), RunError> {
+    let path = cfg.run_dir.join("experiment.json");
+    let body = serde_json::json!({ "experiment": out.experiment, "trials": out.trials });
+    let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    tokio::fs::write(&path, text).await.map_err(|source| RunError::Write { path, source })
+}
+

@@ -1,0 +1,127 @@
+//! Argument parsing, logging set-up and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for invalid input (bad file, bad flags, rejected settings).
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "katib",
+    version,
+    about = "katib-rs: Katib-compatible hyperparameter tuning, on one machine or on Kubernetes",
+    long_about = "katib-rs runs Kubeflow Katib v1beta1 Experiments. `katib run` runs one on this machine \
+                  (trials as local processes, metrics in SQLite); the other subcommands run the services \
+                  on their own, speaking Katib's gRPC API."
+)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info`, `katib_controller=debug`).
+    #[arg(long, global = true, env = "KATIB_LOG", default_value = "warn")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an Experiment on this machine: trials as local processes, metrics in SQLite.
+    Run(crate::run::RunArgs),
+    /// Apply Katib's defaults and validation to Experiment files; print problems with file:line.
+    Validate(ValidateArgs),
+    /// Serve Katib's DBManager gRPC API over a database.
+    DbManager(katib_db_manager::Args),
+    /// Serve Katib's Suggestion gRPC API with every built-in algorithm.
+    Suggestion(katib_suggestion::Args),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Experiment YAML files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print the defaulted Experiment as JSON when valid.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run(args) => crate::run::run(args).await,
+            Command::Validate(args) => validate(args),
+            Command::DbManager(args) => service_exit(katib_db_manager::run(args, shutdown_signal()).await),
+            Command::Suggestion(args) => service_exit(katib_suggestion::run(args, shutdown_signal()).await),
+        }
+    })
+}
+
+fn service_exit<E: std::error::Error>(r: Result<(), E>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", crate::run::chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate(args: ValidateArgs) -> ExitCode {
+    let mut ok = true;
+    for file in &args.files {
+        match katib_api::validate::load_and_validate(file) {
+            Ok(exp) => {
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&exp).unwrap_or_default());
+                } else {
+                    println!("{}: valid", file.display());
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_INVALID) }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,10 @@
+//! `katib`: the katib-rs command line. Each subcommand's flags and logic live in its
+//! crate (or in `run.rs` for the in-process composition); this file only dispatches.
+
+mod cli;
+mod progress;
+mod run;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

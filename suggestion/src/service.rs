@@ -1,0 +1,600 @@
+//! The `api.v1.beta1.Suggestion` gRPC service over a [`Registry`] of algorithms, and the
+//! server that hosts it next to `grpc.health.v1`.
+//!
+//! # Exhaustion contract
+//!
+//! `GetSuggestions` answers exactly `current_request_number` assignments whenever it can.
+//! When the algorithm's finite search space is used up it answers with the `k` assignments it
+//! still has, `0 <= k < current_request_number`. The katib-rs controller treats such a short
+//! reply as "search space exhausted" and ends the experiment cleanly. (Katib's own controller
+//! instead reports "The response contains unexpected trials" and retries; Katib avoids the
+//! case only for grid, by refusing `maxTrialCount` above the grid size.) An algorithm that
+//! returns fewer without reporting exhaustion is a bug and yields `INTERNAL`.
+//!
+//! # Errors
+//!
+//! Invalid experiments, settings or requests give `INVALID_ARGUMENT` with a message naming
+//! the parameter or setting; failures of the algorithm itself give `INTERNAL`. The mapping is
+//! `impl From<SuggestError> for tonic::Status`. Nothing in a request makes the service panic.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use katib_api::pb;
+use katib_api::pb::suggestion_server::{Suggestion, SuggestionServer};
+use tonic::{Request, Response, Status};
+use tracing::{Instrument as _, info_span};
+
+use crate::algorithm::{Algorithm, SuggestRequest};
+use crate::error::SuggestError;
+use crate::grid::Grid;
+use crate::random::Random;
+
+/// The health-check service name Katib's suggestion Deployment probes.
+pub const KATIB_PROBE_SERVICE: &str = "manager.v1beta1.Suggestion";
+
+/// Default listen address of `katib suggestion` (Katib's suggestion pods use port 6789; 6790
+/// keeps it apart from the db-manager's 6789 when everything runs on one machine).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:6790";
+
+/// Algorithms by Katib name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    algorithms: BTreeMap<&'static str, Arc<dyn Algorithm>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("algorithms", &self.names())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Every algorithm this crate implements: `grid`, `random`.
+    pub fn builtin() -> Self {
+        let mut registry = Registry::new();
+        registry.register(Arc::new(Random));
+        registry.register(Arc::new(Grid));
+        registry
+    }
+
+    /// Adds (or replaces) an algorithm under its [`Algorithm::name`].
+    pub fn register(&mut self, algorithm: Arc<dyn Algorithm>) -> &mut Self {
+        self.algorithms.insert(algorithm.name(), algorithm);
+        self
+    }
+
+    /// The algorithm named `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Algorithm>, SuggestError> {
+        self.algorithms
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SuggestError::UnknownAlgorithm {
+                name: name.to_owned(),
+                served: self.names(),
+            })
+    }
+
+    /// The names served, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.algorithms.keys().copied().collect()
+    }
+}
+
+/// The Suggestion service: dispatches each call to the experiment's algorithm.
+#[derive(Debug, Clone)]
+pub struct SuggestionService {
+    registry: Arc<Registry>,
+}
+
+impl Default for SuggestionService {
+    fn default() -> Self {
+        SuggestionService::new(Registry::builtin())
+    }
+}
+
+impl SuggestionService {
+    /// A service over these algorithms.
+    pub fn new(registry: Registry) -> Self {
+        SuggestionService {
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// `GetSuggestions` without tonic: converts, runs the algorithm on the blocking pool,
+    /// converts back.
+    pub async fn suggest(
+        &self,
+        request: pb::GetSuggestionsRequest,
+    ) -> Result<pb::GetSuggestionsReply, SuggestError> {
+        let algorithm = self
+            .registry
+            .get(algorithm_name(request.experiment.as_ref()))?;
+        let name = algorithm.name();
+        let span = tracing::Span::current();
+        let (n, suggested) = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let request = SuggestRequest::from_pb(&request)?;
+                let suggested = algorithm.suggest(&request)?;
+                Ok::<_, SuggestError>((request.n, suggested))
+            })
+        })
+        .await
+        .map_err(|source| SuggestError::Task {
+            algorithm: name,
+            source,
+        })??;
+        let k = suggested.assignments.len();
+        if k > n || (k < n && !suggested.exhausted) {
+            return Err(SuggestError::Internal {
+                algorithm: name,
+                message: format!(
+                    "returned {k} assignments for {n} requested{}",
+                    if k < n {
+                        " without reporting exhaustion"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+        tracing::Span::current().record("returned", k);
+        if k < n {
+            tracing::info!(
+                requested = n,
+                returned = k,
+                "search space exhausted; answering with fewer assignments"
+            );
+        }
+        Ok(pb::GetSuggestionsReply {
+            parameter_assignments: suggested
+                .assignments
+                .into_iter()
+                .map(
+                    |assignments| pb::get_suggestions_reply::ParameterAssignments {
+                        assignments,
+                        trial_name: String::new(),
+                        labels: Default::default(),
+                    },
+                )
+                .collect(),
+            algorithm: (!suggested.algorithm_settings.is_empty()).then(|| pb::AlgorithmSpec {
+                algorithm_name: name.to_owned(),
+                algorithm_settings: suggested.algorithm_settings,
+            }),
+            early_stopping_rules: Vec::new(),
+        })
+    }
+
+    /// `ValidateAlgorithmSettings` without tonic: the search space and the settings.
+    pub fn validate(
+        &self,
+        request: &pb::ValidateAlgorithmSettingsRequest,
+    ) -> Result<(), SuggestError> {
+        let experiment = request.experiment.as_ref().ok_or_else(|| {
+            SuggestError::InvalidRequest(
+                "ValidateAlgorithmSettingsRequest.experiment is missing".into(),
+            )
+        })?;
+        if experiment.spec.is_none() {
+            return Err(SuggestError::InvalidRequest(
+                "ValidateAlgorithmSettingsRequest.experiment.spec is missing".into(),
+            ));
+        }
+        let algorithm = self.registry.get(algorithm_name(Some(experiment)))?;
+        algorithm.validate(experiment)?;
+        Ok(())
+    }
+}
+
+fn algorithm_name(experiment: Option<&pb::Experiment>) -> &str {
+    experiment
+        .and_then(|e| e.spec.as_ref())
+        .and_then(|s| s.algorithm.as_ref())
+        .map(|a| a.algorithm_name.as_str())
+        .unwrap_or_default()
+}
+
+fn rpc_span(method: &'static str, experiment: Option<&pb::Experiment>, n: i32) -> tracing::Span {
+    info_span!(
+        "suggestion",
+        rpc = method,
+        algorithm = algorithm_name(experiment),
+        experiment = experiment.map(|e| e.name.as_str()).unwrap_or_default(),
+        n,
+        returned = tracing::field::Empty,
+    )
+}
+
+#[tonic::async_trait]
+impl Suggestion for SuggestionService {
+    async fn get_suggestions(
+        &self,
+        request: Request<pb::GetSuggestionsRequest>,
+    ) -> Result<Response<pb::GetSuggestionsReply>, Status> {
+        let request = request.into_inner();
+        let span = rpc_span(
+            "GetSuggestions",
+            request.experiment.as_ref(),
+            request.current_request_number,
+        );
+        async move {
+            let result = self.suggest(request).await;
+            if let Err(err) = &result {
+                tracing::warn!(error = %err, "GetSuggestions failed");
+            }
+            Ok(Response::new(result?))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn validate_algorithm_settings(
+        &self,
+        request: Request<pb::ValidateAlgorithmSettingsRequest>,
+    ) -> Result<Response<pb::ValidateAlgorithmSettingsReply>, Status> {
+        let request = request.into_inner();
+        let span = rpc_span("ValidateAlgorithmSettings", request.experiment.as_ref(), 0);
+        span.in_scope(|| {
+            let result = self.validate(&request);
+            if let Err(err) = &result {
+                tracing::info!(error = %err, "algorithm settings rejected");
+            }
+            result?;
+            Ok(Response::new(pb::ValidateAlgorithmSettingsReply {}))
+        })
+    }
+}
+
+/// Why the suggestion server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error(
+        "cannot listen on {address} for the suggestion service; is another process using the port? (set --listen / KATIB_SUGGESTION_LISTEN)"
+    )]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound socket's address could not be read.
+    #[error("cannot read the suggestion service's bound address")]
+    LocalAddr(#[source] std::io::Error),
+    /// The gRPC server failed while serving.
+    #[error("the suggestion gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// Largest gRPC message accepted or sent (as Katib's services: 2^31-1), so a long trial history
+/// never hits tonic's 4 MiB default.
+const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
+
+/// Serves Suggestion (built-in algorithms) and `grpc.health.v1` on `listener` until `shutdown`
+/// completes.
+///
+/// Health reports SERVING for `""`, `api.v1.beta1.Suggestion` and Katib's probe name
+/// `manager.v1beta1.Suggestion`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    serve_with(listener, SuggestionService::default(), shutdown).await
+}
+
+/// [`serve`] with a given service (for instance over a custom [`Registry`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    service: SuggestionService,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<SuggestionServer<SuggestionService>>()
+        .await;
+    reporter
+        .set_service_status(KATIB_PROBE_SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
+    let suggestion = SuggestionServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(suggestion)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .map_err(Error::Serve)
+}
+
+/// Flags of the suggestion service (`katib suggestion`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Address to serve the Suggestion gRPC API on.
+    #[arg(long, env = "KATIB_SUGGESTION_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+}
+
+/// Binds `args.listen`, logs the bound address and serves until `shutdown` completes.
+pub async fn run(
+    args: Args,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            address: args.listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(Error::LocalAddr)?;
+    tracing::info!(%address, algorithms = ?Registry::builtin().names(), "suggestion service listening");
+    serve(listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::testing::*;
+    use katib_api::pb::suggestion_client::SuggestionClient;
+    use pb::trial_status::TrialConditionType as C;
+
+    fn get_request(
+        algorithm: &str,
+        settings: &[(&str, &str)],
+        params: Vec<pb::ParameterSpec>,
+        trials: Vec<pb::Trial>,
+        n: i32,
+    ) -> pb::GetSuggestionsRequest {
+        pb::GetSuggestionsRequest {
+            experiment: Some(experiment(algorithm, settings, params)),
+            trials,
+            current_request_number: n,
+            total_request_number: n,
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_requests_with_invalid_argument() {
+        let service = SuggestionService::default();
+        let status = |r| async { Status::from(service.suggest(r).await.unwrap_err()) };
+        let s = status(get_request(
+            "foo",
+            &[],
+            vec![int("n", "1", "2", "")],
+            vec![],
+            1,
+        ))
+        .await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            s.message(),
+            "unknown algorithm \"foo\"; this service serves: grid, random"
+        );
+        let s = status(get_request(
+            "random",
+            &[],
+            vec![int("n", "1", "2", "")],
+            vec![],
+            -2,
+        ))
+        .await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(
+            s.message().contains("current_request_number"),
+            "{}",
+            s.message()
+        );
+        let mut no_spec = get_request("random", &[], vec![], vec![], 1);
+        no_spec.experiment.as_mut().unwrap().spec = None;
+        let s = status(no_spec).await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        let s = status(pb::GetSuggestionsRequest::default()).await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        let s = status(get_request(
+            "grid",
+            &[],
+            vec![double("lr", "0", "1", "")],
+            vec![],
+            1,
+        ))
+        .await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(
+            s.message().contains("no feasibleSpace.step"),
+            "{}",
+            s.message()
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_short_only_on_exhaustion() {
+        let service = SuggestionService::default();
+        let trials = vec![trial("t1", &[("n", "1")], C::Succeeded, Some("0.1"))];
+        for algorithm in ["random", "grid"] {
+            let reply = service
+                .suggest(get_request(
+                    algorithm,
+                    &[],
+                    vec![int("n", "1", "3", "")],
+                    trials.clone(),
+                    5,
+                ))
+                .await
+                .unwrap();
+            let mut got: Vec<&str> = reply
+                .parameter_assignments
+                .iter()
+                .map(|a| a.assignments[0].value.as_str())
+                .collect();
+            got.sort();
+            assert_eq!(got, ["2", "3"], "{algorithm}");
+            assert!(reply.algorithm.is_none());
+        }
+        let reply = service
+            .suggest(get_request(
+                "grid",
+                &[],
+                vec![int("n", "1", "1", "")],
+                trials,
+                0,
+            ))
+            .await
+            .unwrap();
+        assert!(reply.parameter_assignments.is_empty());
+    }
+
+    /// An algorithm that breaks the contract.
+    struct Liar;
+    impl Algorithm for Liar {
+        fn name(&self) -> &'static str {
+            "liar"
+        }
+        fn validate(&self, _: &pb::Experiment) -> Result<(), crate::SettingsError> {
+            Ok(())
+        }
+        fn suggest(&self, _: &SuggestRequest) -> Result<crate::Suggested, SuggestError> {
+            Ok(crate::Suggested::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn short_replies_without_exhaustion_are_internal_errors() {
+        let mut registry = Registry::builtin();
+        registry.register(Arc::new(Liar));
+        let service = SuggestionService::new(registry);
+        let err = service
+            .suggest(get_request(
+                "liar",
+                &[],
+                vec![int("n", "1", "3", "")],
+                vec![],
+                2,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(Status::from(err).code(), tonic::Code::Internal);
+    }
+
+    #[tokio::test]
+    async fn grpc_round_trip() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = SuggestionClient::new(channel.clone());
+
+        let reply = client
+            .get_suggestions(get_request(
+                "random",
+                &[("random_state", "7")],
+                vec![
+                    double("lr", "0.001", "0.1", ""),
+                    categorical("opt", &["sgd", "adam"]),
+                ],
+                vec![],
+                3,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.parameter_assignments.len(), 3);
+        for a in &reply.parameter_assignments {
+            assert_eq!(a.assignments.len(), 2);
+            assert_eq!(a.assignments[0].name, "lr");
+            let lr: f64 = a.assignments[0].value.parse().unwrap();
+            assert!((0.001..=0.1).contains(&lr));
+        }
+
+        let reply = client
+            .get_suggestions(get_request(
+                "grid",
+                &[],
+                vec![double("lr", "0.01", "0.05", "0.01")],
+                vec![trial("t1", &[("lr", "0.01")], C::Succeeded, Some("0.5"))],
+                2,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let got: Vec<&str> = reply
+            .parameter_assignments
+            .iter()
+            .map(|a| a.assignments[0].value.as_str())
+            .collect();
+        assert_eq!(got, ["0.02", "0.03"]);
+
+        let err = client
+            .validate_algorithm_settings(pb::ValidateAlgorithmSettingsRequest {
+                experiment: Some(experiment(
+                    "random",
+                    &[("not_a_setting", "1")],
+                    vec![int("n", "1", "3", "")],
+                )),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("not_a_setting"), "{}", err.message());
+        client
+            .validate_algorithm_settings(pb::ValidateAlgorithmSettingsRequest {
+                experiment: Some(experiment("grid", &[], vec![int("n", "1", "3", "")])),
+            })
+            .await
+            .unwrap();
+
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        for service in ["", "api.v1.beta1.Suggestion", KATIB_PROBE_SERVICE] {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            assert_eq!(
+                status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+                "{service:?}"
+            );
+        }
+
+        drop((client, health));
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn args_default_and_env_name() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.args.listen, DEFAULT_LISTEN.parse().unwrap());
+        let cli = Cli::try_parse_from(["x", "--listen", "0.0.0.0:6789"]).unwrap();
+        assert_eq!(cli.args.listen.port(), 6789);
+    }
+}

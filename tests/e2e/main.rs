@@ -1,0 +1,7 @@
+//! End-to-end tests across processes: the `katib` binary on real experiments, and
+//! Katib's own Python gRPC stubs (PyPI `kubeflow-katib`) against our services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod grpc_compat;
+mod harness;
