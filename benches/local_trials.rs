@@ -59,18 +59,16 @@ fn floor() -> Duration {
     let mut started = 0;
     while started < TRIALS || !running.is_empty() {
         while started < TRIALS && running.len() < PARALLEL {
-            running.push(Command::new("true").stdin(Stdio::null()).spawn().expect("spawn true"));
+            running.push(
+                Command::new("true")
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("spawn true"),
+            );
             started += 1;
         }
-        // Reap whichever finished; poll like a supervisor would.
-        let mut i = 0;
-        while i < running.len() {
-            if running[i].try_wait().expect("wait").is_some() {
-                running.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
+        // Reap whichever finished (try_wait reaps); poll like a supervisor would.
+        running.retain_mut(|c| c.try_wait().expect("wait").is_none());
         std::thread::sleep(Duration::from_micros(200));
     }
     start.elapsed()
@@ -79,14 +77,23 @@ fn floor() -> Duration {
 fn katib(dir: &std::path::Path, file: &std::path::Path) -> Duration {
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_katib"))
-        .args(["run", file.to_str().expect("utf-8 path"), "--quiet", "--state-dir"])
+        .args([
+            "run",
+            file.to_str().expect("utf-8 path"),
+            "--quiet",
+            "--state-dir",
+        ])
         .arg(dir.join(format!("state-{}", start.elapsed().as_nanos())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
         .expect("run katib");
     let took = start.elapsed();
-    assert!(out.status.success(), "katib run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "katib run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     took
 }
 
@@ -109,9 +116,20 @@ fn main() {
     let (f, k) = (median(floors.clone()), median(runs.clone()));
     let rate = |d: Duration| TRIALS as f64 / d.as_secs_f64();
     println!("local_trials: {TRIALS} trials of `true`, parallelTrialCount {PARALLEL}, median of {REPS}");
-    println!("  floor (spawn+reap only): {:>8.3} s  {:>8.1} trials/s  runs {floors:?}", f.as_secs_f64(), rate(f));
-    println!("  katib run:               {:>8.3} s  {:>8.1} trials/s  runs {runs:?}", k.as_secs_f64(), rate(k));
-    println!("  ratio katib/floor throughput: {:.1}%", 100.0 * rate(k) / rate(f));
+    println!(
+        "  floor (spawn+reap only): {:>8.3} s  {:>8.1} trials/s  runs {floors:?}",
+        f.as_secs_f64(),
+        rate(f)
+    );
+    println!(
+        "  katib run:               {:>8.3} s  {:>8.1} trials/s  runs {runs:?}",
+        k.as_secs_f64(),
+        rate(k)
+    );
+    println!(
+        "  ratio katib/floor throughput: {:.1}%",
+        100.0 * rate(k) / rate(f)
+    );
     println!(
         "  per-trial overhead: {:.2} ms (katib {:.2} ms/trial vs floor {:.2} ms/trial, wall time / trials)",
         (k.as_secs_f64() - f.as_secs_f64()) * 1000.0 / TRIALS as f64,

@@ -106,10 +106,18 @@ impl Progress {
                     }
                 }
                 Event::TrialStarted { name, assignments } => {
-                    let params: Vec<String> = assignments.iter().map(|a| format!("{}={}", a.name, a.value)).collect();
+                    let params: Vec<String> = assignments
+                        .iter()
+                        .map(|a| format!("{}={}", a.name, a.value))
+                        .collect();
                     self.say(&format!("started   {name}  {}", params.join(" ")));
                 }
-                Event::TrialFinished { name, class, objective, message } => {
+                Event::TrialFinished {
+                    name,
+                    class,
+                    objective,
+                    message,
+                } => {
                     let what = match class {
                         TrialClass::Succeeded => "succeeded",
                         TrialClass::Failed => "FAILED",
@@ -118,7 +126,9 @@ impl Progress {
                         TrialClass::MetricsUnavailable => "NO METRICS",
                         TrialClass::Running | TrialClass::Pending => "ended",
                     };
-                    let obj = objective.map(|v| format!("  {}={v}", self.objective)).unwrap_or_default();
+                    let obj = objective
+                        .map(|v| format!("  {}={v}", self.objective))
+                        .unwrap_or_default();
                     let msg = if message.is_empty() || class == TrialClass::Succeeded {
                         String::new()
                     } else {
@@ -127,7 +137,9 @@ impl Progress {
                     self.say(&format!("{what:<9} {name}{obj}{msg}"));
                 }
                 Event::Exhausted { suggested } => {
-                    self.say(&format!("search space exhausted after {suggested} trial(s); finishing running trials"));
+                    self.say(&format!(
+                        "search space exhausted after {suggested} trial(s); finishing running trials"
+                    ));
                 }
             }
         }
@@ -146,9 +158,14 @@ impl Progress {
         let name = exp.metadata.name.clone().unwrap_or_default();
         let last = status.conditions.last();
         if out.interrupted {
-            text.push_str(&format!("Experiment {name} interrupted: running trials were stopped.\n"));
+            text.push_str(&format!(
+                "Experiment {name} interrupted: running trials were stopped.\n"
+            ));
         } else if let Some(c) = last {
-            text.push_str(&format!("Experiment {name} {} ({}): {}\n", c.type_, c.reason, c.message));
+            text.push_str(&format!(
+                "Experiment {name} {} ({}): {}\n",
+                c.type_, c.reason, c.message
+            ));
         }
         text.push_str(&format!(
             "Trials: {} total, {} succeeded, {} failed, {} killed, {} early stopped, {} metrics unavailable in {:.1}s\n",
@@ -170,7 +187,10 @@ impl Progress {
                     .chain(best.observation.metrics.iter().map(|m| m.name.len()))
                     .max()
                     .unwrap_or(0);
-                text.push_str(&format!("  {:<width$}  {:>12}  {:>12}  {:>12}\n", "metric", "min", "max", "latest"));
+                text.push_str(&format!(
+                    "  {:<width$}  {:>12}  {:>12}  {:>12}\n",
+                    "metric", "min", "max", "latest"
+                ));
                 for m in &best.observation.metrics {
                     text.push_str(&format!(
                         "  {:<width$}  {:>12}  {:>12}  {:>12}\n",

@@ -30,7 +30,12 @@ pub struct RunArgs {
     #[arg(long, env = "KATIB_DB_MANAGER_ADDRESS")]
     pub db_manager: Option<String>,
     /// Use an external suggestion service for an algorithm (repeatable).
-    #[arg(long = "suggestion-endpoint", value_name = "ALGORITHM=HOST:PORT", env = "KATIB_SUGGESTION_ENDPOINTS", value_delimiter = ',')]
+    #[arg(
+        long = "suggestion-endpoint",
+        value_name = "ALGORITHM=HOST:PORT",
+        env = "KATIB_SUGGESTION_ENDPOINTS",
+        value_delimiter = ','
+    )]
     pub suggestion_endpoints: Vec<String>,
     /// Working directory of trial commands [default: the experiment file's directory].
     #[arg(long, env = "KATIB_WORK_DIR")]
@@ -105,7 +110,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Err(m) => return invalid(m),
     };
     let exp_name = exp.metadata.name.clone().unwrap_or_default();
-    let algorithm = exp.spec.algorithm.as_ref().map(|a| a.algorithm_name.clone()).unwrap_or_default();
+    let algorithm = exp
+        .spec
+        .algorithm
+        .as_ref()
+        .map(|a| a.algorithm_name.clone())
+        .unwrap_or_default();
 
     if let Err(e) = std::fs::create_dir_all(&state_dir) {
         return invalid(format!(
@@ -129,7 +139,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
             };
             let listener = match TcpListener::bind("127.0.0.1:0").await {
                 Ok(l) => l,
-                Err(e) => return invalid(format!("cannot bind a loopback port for db-manager: {e}")),
+                Err(e) => {
+                    return invalid(format!("cannot bind a loopback port for db-manager: {e}"));
+                }
             };
             let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let shutdown = stopped(stop_rx.clone());
@@ -148,7 +160,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
         None => {
             let listener = match TcpListener::bind("127.0.0.1:0").await {
                 Ok(l) => l,
-                Err(e) => return invalid(format!("cannot bind a loopback port for the suggestion service: {e}")),
+                Err(e) => {
+                    return invalid(format!(
+                        "cannot bind a loopback port for the suggestion service: {e}"
+                    ));
+                }
             };
             let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let shutdown = stopped(stop_rx.clone());
@@ -203,9 +219,17 @@ pub async fn run(args: RunArgs) -> ExitCode {
         p.summary(&out, started.elapsed(), &run_dir, json);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out.experiment).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.experiment).unwrap_or_default()
+        );
     }
-    let conds = out.experiment.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let conds = out
+        .experiment
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     if out.interrupted {
         ExitCode::from(130)
     } else if katib_api::conditions::is_true(conds, ec::SUCCEEDED) {

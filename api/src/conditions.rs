@@ -60,7 +60,14 @@ pub mod trial {
 }
 
 /// Sets (or updates) the condition `type_` following Katib's rules; `now` is RFC 3339.
-pub fn set(conditions: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, now: &str) {
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: &str,
+) {
     let status = if status { "True" } else { "False" };
     let mut transition = now.to_string();
     if let Some(pos) = conditions.iter().position(|c| c.type_ == type_) {
@@ -101,7 +108,14 @@ pub fn set_terminal(conditions: &mut Vec<Condition>, type_: &str, reason: &str, 
     if let Some(running) = get(conditions, experiment::RUNNING).cloned()
         && running.status == "True"
     {
-        set(conditions, experiment::RUNNING, false, &running.reason, &running.message, now);
+        set(
+            conditions,
+            experiment::RUNNING,
+            false,
+            &running.reason,
+            &running.message,
+            now,
+        );
     }
     set(conditions, type_, true, reason, message, now);
 }
@@ -130,7 +144,14 @@ mod tests {
     #[test]
     fn terminal_flips_running_to_false() {
         let mut c = Vec::new();
-        set(&mut c, "Running", true, "ExperimentRunning", "Experiment is running", "t1");
+        set(
+            &mut c,
+            "Running",
+            true,
+            "ExperimentRunning",
+            "Experiment is running",
+            "t1",
+        );
         set_terminal(&mut c, "Succeeded", "ExperimentMaxTrialsReached", "done", "t2");
         let running = get(&c, "Running").unwrap();
         assert_eq!(running.status, "False");

@@ -75,7 +75,10 @@ fn algorithm_to_pb(a: &AlgorithmSpec, overrides: &[AlgorithmSetting]) -> pb::Alg
         algorithm_name: a.algorithm_name.clone(),
         algorithm_settings: merge_settings(&a.algorithm_settings, overrides)
             .into_iter()
-            .map(|s| pb::AlgorithmSetting { name: s.name, value: s.value })
+            .map(|s| pb::AlgorithmSetting {
+                name: s.name,
+                value: s.value,
+            })
             .collect(),
     }
 }
@@ -91,13 +94,19 @@ pub fn experiment_to_pb(exp: &Experiment, setting_overrides: &[AlgorithmSetting]
                 parameters: spec.parameters.iter().map(parameter_to_pb).collect(),
             }),
             objective: spec.objective.as_ref().map(objective_to_pb),
-            algorithm: spec.algorithm.as_ref().map(|a| algorithm_to_pb(a, setting_overrides)),
+            algorithm: spec
+                .algorithm
+                .as_ref()
+                .map(|a| algorithm_to_pb(a, setting_overrides)),
             early_stopping: spec.early_stopping.as_ref().map(|e| pb::EarlyStoppingSpec {
                 algorithm_name: e.algorithm_name.clone(),
                 algorithm_settings: e
                     .algorithm_settings
                     .iter()
-                    .map(|s| pb::EarlyStoppingSetting { name: s.name.clone(), value: s.value.clone() })
+                    .map(|s| pb::EarlyStoppingSetting {
+                        name: s.name.clone(),
+                        value: s.value.clone(),
+                    })
                     .collect(),
             }),
             parallel_trial_count: spec.parallel_trial_count.unwrap_or_default(),
@@ -130,7 +139,11 @@ pub fn metric_value_by_strategy(m: &crate::crd::Metric, strategy: &str) -> Strin
         "max" => &m.max,
         _ => &m.latest,
     };
-    if picked == UNAVAILABLE || picked.is_empty() { m.latest.clone() } else { picked.clone() }
+    if picked == UNAVAILABLE || picked.is_empty() {
+        m.latest.clone()
+    } else {
+        picked.clone()
+    }
 }
 
 /// The Trial as the proto message sent to suggestion services.
@@ -159,7 +172,10 @@ pub fn trial_to_pb(trial: &Trial) -> pb::Trial {
                     .spec
                     .parameter_assignments
                     .iter()
-                    .map(|a| pb::ParameterAssignment { name: a.name.clone(), value: a.value.clone() })
+                    .map(|a| pb::ParameterAssignment {
+                        name: a.name.clone(),
+                        value: a.value.clone(),
+                    })
                     .collect(),
             }),
             labels: trial.spec.labels.clone().into_iter().collect(),
@@ -180,10 +196,19 @@ mod tests {
 
     #[test]
     fn settings_merge_overrides_and_appends() {
-        let base = vec![NameValue { name: "a".into(), value: "1".into() }];
+        let base = vec![NameValue {
+            name: "a".into(),
+            value: "1".into(),
+        }];
         let over = vec![
-            NameValue { name: "a".into(), value: "2".into() },
-            NameValue { name: "b".into(), value: "3".into() },
+            NameValue {
+                name: "a".into(),
+                value: "2".into(),
+            },
+            NameValue {
+                name: "b".into(),
+                value: "3".into(),
+            },
         ];
         let m = merge_settings(&base, &over);
         assert_eq!(m, over);
@@ -211,7 +236,12 @@ mod tests {
                 }],
                 observation: Some(Observation {
                     metrics: vec![
-                        Metric { name: "acc".into(), min: "0.1".into(), max: "0.9".into(), latest: "0.5".into() },
+                        Metric {
+                            name: "acc".into(),
+                            min: "0.1".into(),
+                            max: "0.9".into(),
+                            latest: "0.5".into(),
+                        },
                         Metric {
                             name: "s".into(),
                             min: UNAVAILABLE.into(),
@@ -225,7 +255,10 @@ mod tests {
         };
         let pb = trial_to_pb(&trial);
         let st = pb.status.unwrap();
-        assert_eq!(st.condition, pb::trial_status::TrialConditionType::Succeeded as i32);
+        assert_eq!(
+            st.condition,
+            pb::trial_status::TrialConditionType::Succeeded as i32
+        );
         let m = st.observation.unwrap().metrics;
         assert_eq!(m[0].value, "0.9");
         assert_eq!(m[1].value, "genotype");

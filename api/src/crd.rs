@@ -204,7 +204,11 @@ pub struct FeasibleSpace {
         skip_serializing_if = "Option::is_none"
     )]
     pub min: Option<String>,
-    #[serde(default, deserialize_with = "vec_string_or_number", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "vec_string_or_number",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub list: Vec<String>,
     #[serde(
         default,

@@ -38,22 +38,18 @@ pub const DEFAULT_RESUME_POLICY: &str = "Never";
 pub const DEFAULT_DISTRIBUTION: &str = "uniform";
 
 /// Success condition of a `batch/v1` Job (and of a TrainJob).
-pub const JOB_SUCCESS_CONDITION: &str =
-    r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#;
+pub const JOB_SUCCESS_CONDITION: &str = r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#;
 /// Failure condition of a `batch/v1` Job (and of a TrainJob).
-pub const JOB_FAILURE_CONDITION: &str =
-    r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#;
+pub const JOB_FAILURE_CONDITION: &str = r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#;
 /// Success condition of a Kubeflow training-operator job (TFJob, PyTorchJob, ...).
 pub const KUBEFLOW_JOB_SUCCESS_CONDITION: &str =
     r#"status.conditions.#(type=="Succeeded")#|#(status=="True")#"#;
 /// Failure condition of a Kubeflow training-operator job.
-pub const KUBEFLOW_JOB_FAILURE_CONDITION: &str =
-    r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#;
+pub const KUBEFLOW_JOB_FAILURE_CONDITION: &str = r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#;
 /// Kinds of the Kubeflow training operator that get the Kubeflow job defaults.
 pub const KUBEFLOW_JOB_KINDS: &[&str] = &["TFJob", "PyTorchJob", "XGBoostJob", "MPIJob"];
 /// Primary pod labels of a Kubeflow training-operator job.
-pub const KUBEFLOW_JOB_PRIMARY_POD_LABELS: &[(&str, &str)] =
-    &[("training.kubeflow.org/job-role", "master")];
+pub const KUBEFLOW_JOB_PRIMARY_POD_LABELS: &[(&str, &str)] = &[("training.kubeflow.org/job-role", "master")];
 /// Primary pod labels of a Kubeflow Trainer `TrainJob`.
 pub const TRAIN_JOB_PRIMARY_POD_LABELS: &[(&str, &str)] = &[
     ("jobset.sigs.k8s.io/replicatedjob-name", "node"),
@@ -186,9 +182,7 @@ fn set_default_metrics_collector(exp: &mut Experiment) {
     match kind.as_str() {
         "PrometheusMetric" => {
             let source = mc.source.get_or_insert_with(SourceSpec::default);
-            let http_get = source
-                .http_get
-                .get_or_insert_with(|| Value::Object(Map::new()));
+            let http_get = source.http_get.get_or_insert_with(|| Value::Object(Map::new()));
             if !http_get.is_object() {
                 // Not an HTTPGetAction at all; leave it for validation to report.
                 return;
@@ -198,10 +192,7 @@ fn set_default_metrics_collector(exp: &mut Experiment) {
                 .is_none_or(|p| p.is_null() || p.as_str() == Some(""));
             // Katib compares the port's text with "0": unset, 0 and "0" all get the default.
             let port_zero = http_get.get("port").is_none_or(|p| {
-                p.is_null()
-                    || p.as_i64() == Some(0)
-                    || p.as_str() == Some("0")
-                    || p.as_str() == Some("")
+                p.is_null() || p.as_i64() == Some(0) || p.as_str() == Some("0") || p.as_str() == Some("")
             });
             if let Some(obj) = http_get.as_object_mut() {
                 if path_empty {
@@ -243,10 +234,7 @@ fn fill(field: &mut String, value: &str) {
 
 fn set_default_parameter_distribution(exp: &mut Experiment) {
     for p in &mut exp.spec.parameters {
-        let d = p
-            .feasible_space
-            .distribution
-            .get_or_insert_with(String::new);
+        let d = p.feasible_space.distribution.get_or_insert_with(String::new);
         if d.is_empty() {
             DEFAULT_DISTRIBUTION.clone_into(d);
         }

@@ -17,10 +17,14 @@
 //!   (whole numbers for `int`), `min <= max`, `step > 0`, and `min > 0` for the
 //!   `logUniform`/`logNormal` distributions (their suggestion services take `log(min)`);
 //!   parameter names must be given and unique; a categorical/discrete parameter must list at
-//!   least one value; a metric strategy must be `min`, `max` or `latest`; when the trial
+//!   least one value (`spec.nasConfig` operation parameters get the same checks); a
+//!   `generateName` must make a valid name; a metric strategy must be `min`, `max` or
+//!   `latest`; when the trial
 //!   template lists containers, one must be named `primaryContainerName` (Katib's pod webhook
-//!   would otherwise reject every trial pod); a metrics filter must have two capture groups
-//!   (Katib counts parentheses).
+//!   would otherwise reject every trial pod); a metrics filter, read as a Go regexp
+//!   ([`crate::goregex::translate`]), must have two capture groups (Katib counts
+//!   parentheses); [`default_and_validate`] also reports fields Katib's Experiment does not
+//!   have (kubectl's strict field validation rejects them; the API server would drop them).
 //! - Every problem is reported: Katib stops after an objective error or the first trial
 //!   parameter missing from the template.
 //!
@@ -54,11 +58,7 @@ pub struct FieldError {
 
 impl FieldError {
     /// A problem at `path`.
-    pub fn new(
-        path: impl Into<String>,
-        problem: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> Self {
+    pub fn new(path: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             problem: problem.into(),
@@ -174,14 +174,12 @@ pub fn load_and_validate(path: &Path) -> Result<Experiment, Error> {
 /// [`load_and_validate`] with another set of known algorithms.
 pub fn load_and_validate_with(path: &Path, known: &Known<'_>) -> Result<Experiment, Error> {
     let loaded = load_experiment(path)?;
-    Ok(default_and_validate(
-        loaded,
-        &path.display().to_string(),
-        known,
-    )?)
+    Ok(default_and_validate(loaded, &path.display().to_string(), known)?)
 }
 
 /// Applies the defaults to a loaded Experiment and validates it; `file` names it in messages.
+/// Fields the file has but Katib's Experiment does not ([`LoadedExperiment::unknown_fields`])
+/// are reported too.
 pub fn default_and_validate(
     loaded: LoadedExperiment,
     file: &str,
@@ -190,9 +188,11 @@ pub fn default_and_validate(
     let LoadedExperiment {
         mut experiment,
         lines,
+        unknown_fields,
     } = loaded;
     set_defaults(&mut experiment);
-    let errors = validate_with(&experiment, known);
+    let mut errors: Vec<FieldError> = unknown_fields.iter().map(|p| unknown_field(p)).collect();
+    errors.extend(validate_with(&experiment, known));
     if errors.is_empty() {
         Ok(experiment)
     } else {
@@ -203,6 +203,89 @@ pub fn default_and_validate(
         })
     }
 }
+
+/// The problem for a field Katib's Experiment does not have.
+fn unknown_field(path: &str) -> FieldError {
+    let key = path
+        .rsplit(['.', '['])
+        .next()
+        .unwrap_or(path)
+        .trim_matches(['"', ']']);
+    FieldError::new(
+        path,
+        format!("unknown field {key:?}"),
+        with_suggestion(
+            key,
+            KNOWN_FIELDS,
+            "remove it or fix its spelling: Katib's v1beta1 Experiment has no such field (kubectl \
+             rejects it, and katib would ignore it)",
+        ),
+    )
+}
+
+/// Field names of Katib's Experiment types, for "did you mean" hints.
+const KNOWN_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "spec",
+    "status",
+    "parameters",
+    "objective",
+    "algorithm",
+    "earlyStopping",
+    "trialTemplate",
+    "parallelTrialCount",
+    "maxTrialCount",
+    "maxFailedTrialCount",
+    "metricsCollectorSpec",
+    "nasConfig",
+    "resumePolicy",
+    "name",
+    "parameterType",
+    "feasibleSpace",
+    "min",
+    "max",
+    "list",
+    "step",
+    "distribution",
+    "type",
+    "goal",
+    "objectiveMetricName",
+    "additionalMetricNames",
+    "metricStrategies",
+    "value",
+    "algorithmName",
+    "algorithmSettings",
+    "retain",
+    "trialSpec",
+    "configMap",
+    "configMapName",
+    "configMapNamespace",
+    "templatePath",
+    "trialParameters",
+    "description",
+    "reference",
+    "primaryPodLabels",
+    "primaryContainerName",
+    "successCondition",
+    "failureCondition",
+    "source",
+    "collector",
+    "httpGet",
+    "fileSystemPath",
+    "filter",
+    "metricsFormat",
+    "path",
+    "format",
+    "customCollector",
+    "graphConfig",
+    "numLayers",
+    "inputSizes",
+    "outputSizes",
+    "operations",
+    "operationType",
+];
 
 /// Checks a defaulted Experiment against Katib's rules and katib-rs's built-in algorithms.
 pub fn validate(exp: &Experiment) -> Vec<FieldError> {
@@ -240,21 +323,16 @@ const COLLECTOR_KINDS: &[&str] = &[
     "Custom",
     "Push",
 ];
-const TRIAL_META_KEYS: &[&str] = &[
-    "Name",
-    "Namespace",
-    "Kind",
-    "APIVersion",
-    "Labels",
-    "Annotations",
-];
+const TRIAL_META_KEYS: &[&str] = &["Name", "Namespace", "Kind", "APIVersion", "Labels", "Annotations"];
 
 static PLACEHOLDER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\$\{trialParameters\..+?\}").expect("valid regex"));
 static META_REFERENCE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\$\{trialSpec\.(.+?)\}").expect("valid regex"));
-static META_INDEXED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(.+)\[(.+)]").expect("valid regex"));
+static META_INDEXED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(.+)\[(.+)]").expect("valid regex"));
+
+/// Katib's default metrics filter, quoted in hints.
+const EXAMPLE_FILTER: &str = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)";
 
 const TEMPLATE: &str = "spec.trialTemplate";
 const TRIAL_SPEC: &str = "spec.trialTemplate.trialSpec";
@@ -268,12 +346,7 @@ struct Validator {
 }
 
 impl Validator {
-    fn err(
-        &mut self,
-        path: impl Into<String>,
-        problem: impl Into<String>,
-        hint: impl Into<String>,
-    ) {
+    fn err(&mut self, path: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) {
         self.errors.push(FieldError::new(path, problem, hint));
     }
 
@@ -374,9 +447,7 @@ impl Validator {
             self.err(
                 "spec.maxFailedTrialCount",
                 format!("{failed} should be less than or equal to spec.maxTrialCount ({max})"),
-                format!(
-                    "lower spec.maxFailedTrialCount to at most {max}, or raise spec.maxTrialCount"
-                ),
+                format!("lower spec.maxFailedTrialCount to at most {max}, or raise spec.maxTrialCount"),
             );
         }
         if let (Some(parallel), Some(max)) = (s.parallel_trial_count, s.max_trial_count)
@@ -385,9 +456,7 @@ impl Validator {
             self.err(
                 "spec.parallelTrialCount",
                 format!("{parallel} should be less than or equal to spec.maxTrialCount ({max})"),
-                format!(
-                    "lower spec.parallelTrialCount to at most {max}, or raise spec.maxTrialCount"
-                ),
+                format!("lower spec.parallelTrialCount to at most {max}, or raise spec.maxTrialCount"),
             );
         }
     }
@@ -406,10 +475,7 @@ impl Validator {
             let problem = if obj.type_.is_empty() {
                 "must be specified: it must be minimize or maximize".to_owned()
             } else {
-                format!(
-                    "{:?} is not valid: it must be minimize or maximize",
-                    obj.type_
-                )
+                format!("{:?} is not valid: it must be minimize or maximize", obj.type_)
             };
             self.err(
                 "spec.objective.type",
@@ -536,11 +602,7 @@ impl Validator {
             );
             return;
         };
-        let containers = t
-            .trial_spec
-            .as_ref()
-            .map(container_names)
-            .unwrap_or_default();
+        let containers = t.trial_spec.as_ref().map(container_names).unwrap_or_default();
         if t.primary_container_name.is_empty() {
             let hint = match containers.first() {
                 Some(c) => format!("set it to the name of the training container, e.g. {c:?}"),
@@ -654,11 +716,7 @@ impl Validator {
             return;
         };
         for field in ["apiVersion", "kind"] {
-            if obj
-                .get(field)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
+            if obj.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
                 self.err(
                     join_key(TRIAL_SPEC, field),
                     "APIVersion and Kind in spec.trialTemplate must be specified",
@@ -688,19 +746,20 @@ impl Validator {
         t: &TrialTemplate,
         params: &[crate::crd::TrialParameterSpec],
     ) {
-        let parameter_names: Vec<&str> = exp
-            .spec
-            .parameters
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
+        let parameter_names: Vec<&str> = exp.spec.parameters.iter().map(|p| p.name.as_str()).collect();
         let template = t.trial_spec.as_ref().map(|s| s.to_string());
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut refs: HashMap<&str, usize> = HashMap::new();
         let mut declared: Vec<&str> = Vec::new();
         for (i, p) in params.iter().enumerate() {
             let base = join_index(TRIAL_PARAMETERS, i);
-            if p.name.is_empty() || p.reference.is_empty() || p.name.contains(['{', '}']) {
+            let name_ok = !p.name.is_empty() && !p.name.contains(['{', '}']);
+            // A usable name counts as declared even if the entry has another problem, so its
+            // placeholders are not reported a second time.
+            if name_ok && !declared.contains(&p.name.as_str()) {
+                declared.push(&p.name);
+            }
+            if !name_ok || p.reference.is_empty() {
                 let (field, hint) = if p.name.is_empty() {
                     (
                         "name",
@@ -751,7 +810,6 @@ impl Validator {
             }
             names.insert(&p.name, i);
             refs.insert(&p.reference, i);
-            declared.push(&p.name);
 
             if !parameter_names.is_empty()
                 && !is_meta_reference(&p.reference)
@@ -809,9 +867,7 @@ impl Validator {
                     .trim_end_matches('}');
                 self.err(
                     path,
-                    format!(
-                        "parameters: {used} in spec.trialTemplate not found in spec.trialParameters"
-                    ),
+                    format!("parameters: {used} in spec.trialTemplate not found in spec.trialParameters"),
                     with_suggestion(
                         name,
                         &declared,
@@ -1149,9 +1205,7 @@ impl Validator {
                 if !port_ok {
                     self.err(
                         join_key(&join_key(SOURCE, "httpGet"), "port"),
-                        format!(
-                            "must be a positive integer value for metrics collector kind: {kind}"
-                        ),
+                        format!("must be a positive integer value for metrics collector kind: {kind}"),
                         "set source.httpGet.port to the port the trial serves metrics on, e.g. 8080",
                     );
                 }
@@ -1205,12 +1259,15 @@ impl Validator {
             .unwrap_or_default();
         let filter_path = join_key(&join_key(SOURCE, "filter"), "metricsFormat");
         for (i, format) in formats.iter().enumerate() {
-            match Regex::new(format) {
+            // Katib compiles filters as Go regexps; read them the way Go does.
+            match Regex::new(&crate::goregex::translate(format)) {
                 Err(e) => self.err(
                     join_index(&filter_path, i),
                     format!("invalid filter {format:?}: {}", regex_error(&e)),
-                    "fix the regular expression (backslashes need no doubling inside single \
-                     quotes in YAML)",
+                    format!(
+                        "fix the regular expression (Go RE2 syntax) so it has one group for the \
+                         metric name and one for its value, e.g. {EXAMPLE_FILTER}"
+                    ),
                 ),
                 Ok(re) if re.captures_len() < 3 => self.err(
                     join_index(&filter_path, i),
@@ -1218,7 +1275,10 @@ impl Validator {
                         "{format:?}: two top subexpressions are required (found {} capture group(s))",
                         re.captures_len() - 1
                     ),
-                    r"use one group for the metric name and one for its value, e.g. ([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)",
+                    format!(
+                        "use one group for the metric name and one for its value, e.g. \
+                         {EXAMPLE_FILTER}"
+                    ),
                 ),
                 Ok(_) => {}
             }
@@ -1406,7 +1466,15 @@ fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
         .or_else(|| {
             (n.len() >= 4)
-                .then(|| candidates.iter().find(|c| norm(c).starts_with(&n)).copied())
+                .then(|| {
+                    candidates
+                        .iter()
+                        .find(|c| {
+                            let c = norm(c);
+                            c.starts_with(&n) || (c.len() >= 4 && n.starts_with(&c))
+                        })
+                        .copied()
+                })
                 .flatten()
         })
 }

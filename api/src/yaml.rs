@@ -40,15 +40,17 @@ pub struct LoadedExperiment {
     pub experiment: Experiment,
     /// Field path to line, for the document the experiment came from.
     pub lines: LineIndex,
+    /// Paths of fields in the file that Katib's Experiment does not have (typos such as
+    /// `spec.parallelTrailCount`); they are dropped from [`Self::experiment`]. kubectl's strict
+    /// field validation rejects them, and [`crate::validate::default_and_validate`] reports them.
+    pub unknown_fields: Vec<String>,
 }
 
 /// Why an Experiment file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read (missing, a directory, no permission, not UTF-8).
-    #[error(
-        "{file}: cannot read the experiment file; check the path and that the file is readable"
-    )]
+    #[error("{file}: cannot read the experiment file; check the path and that the file is readable")]
     Read {
         /// The path as given.
         file: String,
@@ -95,7 +97,11 @@ pub enum LoadError {
         found: &'static str,
     },
     /// No document has `kind: Experiment`.
-    #[error("{file}:{line}: {}; katib reads Katib Experiments: set kind: Experiment (a file with several documents separated by --- may hold other objects too)", kind_problem(.kind))]
+    #[error(
+        "{file}:{line}: {}; katib reads Katib Experiments: set kind: Experiment (a file with \
+         several documents separated by --- may hold other objects too)",
+        kind_problem(.kind)
+    )]
     WrongKind {
         /// The file name used in messages.
         file: String,
@@ -105,7 +111,11 @@ pub enum LoadError {
         kind: String,
     },
     /// The Experiment's `apiVersion` is not `kubeflow.org/v1beta1`.
-    #[error("{file}:{line}: {}; set apiVersion: kubeflow.org/v1beta1 (katib-rs implements Katib's v1beta1 API)", api_version_problem(.api_version))]
+    #[error(
+        "{file}:{line}: {}; set apiVersion: kubeflow.org/v1beta1 (katib-rs implements Katib's \
+         v1beta1 API)",
+        api_version_problem(.api_version)
+    )]
     WrongApiVersion {
         /// The file name used in messages.
         file: String,
@@ -152,7 +162,8 @@ pub fn load_experiment(path: &Path) -> Result<LoadedExperiment, LoadError> {
 /// Parses Experiment YAML held in memory; `file` names it in error messages.
 pub fn parse_experiment(text: &str, file: &str) -> Result<LoadedExperiment, LoadError> {
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
-    let docs = scan_documents(text).map_err(|(err, partial)| {
+    let docs = scan_documents(text).map_err(|failed| {
+        let (err, partial) = *failed;
         let line = to_u32(err.marker().line()).max(1);
         let column = to_u32(err.marker().col() + 1);
         LoadError::Parse {
@@ -188,10 +199,7 @@ pub fn parse_experiment(text: &str, file: &str) -> Result<LoadedExperiment, Load
             },
             Root::Map | Root::Null => {
                 // Name the first mapping document's kind: that is what the user meant to load.
-                let map = non_empty
-                    .iter()
-                    .find(|d| d.root == Root::Map)
-                    .unwrap_or(first);
+                let map = non_empty.iter().find(|d| d.root == Root::Map).unwrap_or(first);
                 let (kind, line) = match &map.kind {
                     Some((k, pos)) => (k.clone(), pos.0),
                     None => (String::new(), map.root_pos.0),
@@ -238,15 +246,62 @@ pub fn parse_experiment(text: &str, file: &str) -> Result<LoadedExperiment, Load
             hint: type_hint(&UserMessageFormatter.format_message(err)),
         }
     })?;
+    let unknown_fields = match serde_saphyr::from_str::<serde_json::Value>(&doc_text) {
+        Ok(input) => {
+            let output = serde_json::to_value(&experiment).unwrap_or_default();
+            let mut found = Vec::new();
+            dropped_fields(&input, &output, "", &mut found);
+            found
+        }
+        Err(_) => Vec::new(),
+    };
     Ok(LoadedExperiment {
         experiment,
         lines: doc.lines.clone(),
+        unknown_fields,
     })
+}
+
+/// Paths of non-empty fields of `input` that `output` (the typed object, serialized) lacks.
+fn dropped_fields(input: &serde_json::Value, output: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (input, output) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let child = join_key(path, k);
+                match b.get(k) {
+                    Some(w) => dropped_fields(v, w, &child, out),
+                    None if is_empty_value(v) => {}
+                    None => out.push(child),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                dropped_fields(v, w, &join_index(path, i), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Values a field may hold and still be left out when serialized (Go's `omitempty`).
+fn is_empty_value(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
 }
 
 const SYNTAX_HINT: &str = "fix the YAML syntax near this position: indent nested fields with \
                            spaces (not tabs), keep the items of one list at the same indentation, \
-                           and quote values that contain ': ' or ' #' or start with '{', '[', '*', '&' or '!'";
+                           and quote values that contain ': ' or ' #' or start with '{', '[', \
+                           '*', '&' or '!'";
 
 const TYPE_HINT: &str = "write the value with the type this field has in Katib's v1beta1 \
                          Experiment (for example a whole number for spec.maxTrialCount, a list \
@@ -499,7 +554,7 @@ fn pos(span: &Span) -> (u32, u32) {
 
 /// Splits `text` into documents and indexes every field. On a syntax error returns it with
 /// the index of the document being read (to name the field at the error).
-fn scan_documents(text: &str) -> Result<Vec<Document>, (ScanError, LineIndex)> {
+fn scan_documents(text: &str) -> Result<Vec<Document>, Box<(ScanError, LineIndex)>> {
     let mut scan = Scan::default();
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
@@ -507,7 +562,7 @@ fn scan_documents(text: &str) -> Result<Vec<Document>, (ScanError, LineIndex)> {
             Ok(ok) => ok,
             Err(err) => {
                 let partial = scan.current.map(|d| d.lines).unwrap_or_default();
-                return Err((err, partial));
+                return Err(Box::new((err, partial)));
             }
         };
         match event {
@@ -607,10 +662,7 @@ impl Scan {
         };
         if let Some(p) = &path {
             doc.lines.insert(p.clone(), record_at.0, record_at.1);
-            doc.lines
-                .value_starts
-                .entry(at)
-                .or_insert_with(|| p.clone());
+            doc.lines.value_starts.entry(at).or_insert_with(|| p.clone());
             if let Node::Scalar(v, _) = node {
                 match p.as_str() {
                     "kind" => doc.kind = Some((v.to_owned(), record_at)),

@@ -166,9 +166,7 @@ impl From<StoreError> for Status {
             StoreError::TimeOutOfRange { .. } => Status::invalid_argument(err.to_string()),
             err => {
                 tracing::error!(error = %crate::error_chain(&err), "observation store failed");
-                Status::unavailable(
-                    "the observation database is unavailable; see the db-manager log",
-                )
+                Status::unavailable("the observation database is unavailable; see the db-manager log")
             }
         }
     }
@@ -377,11 +375,8 @@ mod tests {
     #[test]
     fn empty_time_stamp_means_receive_time() {
         let received = ts("2030-01-01T00:00:00.1234569Z");
-        let (_, rows) = report_rows(
-            report("t1", vec![log("", "a", "1"), log("", "a", "2")]),
-            received,
-        )
-        .expect("valid");
+        let (_, rows) =
+            report_rows(report("t1", vec![log("", "a", "1"), log("", "a", "2")]), received).expect("valid");
         assert_eq!(rows.len(), 2);
         assert!(
             rows.iter()
@@ -392,10 +387,7 @@ mod tests {
     #[test]
     fn empty_or_missing_logs_are_fine() {
         let now = ts("2030-01-01T00:00:00Z");
-        assert_eq!(
-            report_rows(report("t1", vec![]), now),
-            Ok(("t1".into(), vec![]))
-        );
+        assert_eq!(report_rows(report("t1", vec![]), now), Ok(("t1".into(), vec![])));
         let missing = pb::ReportObservationLogRequest {
             trial_name: "t1".into(),
             observation_log: None,
@@ -453,10 +445,7 @@ mod tests {
         let logs = (0..25).map(|_| log("bad", "a", "1")).collect();
         let err = report_rows(report("t", logs), now).expect_err("invalid");
         assert_eq!(err.problems.len(), 25);
-        assert!(
-            err.to_string().ends_with("; and 15 more problem(s)"),
-            "{err}"
-        );
+        assert!(err.to_string().ends_with("; and 15 more problem(s)"), "{err}");
     }
 
     #[test]
@@ -477,10 +466,9 @@ mod tests {
         .expect("valid");
         assert_eq!(
             query,
-            LogQuery::trial("t").metric("accuracy").between(
-                Some(ts("2024-05-01T10:00:00Z")),
-                Some(ts("2024-05-01T11:00:00Z"))
-            )
+            LogQuery::trial("t")
+                .metric("accuracy")
+                .between(Some(ts("2024-05-01T10:00:00Z")), Some(ts("2024-05-01T11:00:00Z")))
         );
 
         let err = log_query(pb::GetObservationLogRequest {

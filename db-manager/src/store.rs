@@ -226,13 +226,8 @@ pub enum Init {
 }
 
 /// [`open_store`] with a choice of schema initialisation.
-pub async fn open_store_with(
-    url: &str,
-    init: Init,
-) -> Result<Arc<dyn ObservationStore>, StoreError> {
-    let scheme = url
-        .split_once(':')
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+pub async fn open_store_with(url: &str, init: Init) -> Result<Arc<dyn ObservationStore>, StoreError> {
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("sqlite") => {
             let store = SqliteStore::connect(url).await?;
@@ -284,11 +279,7 @@ pub(crate) fn into_metric_rows(backend: &'static str, rows: Vec<SqlRow>) -> Vec<
     let mut out = Vec::with_capacity(rows.len());
     let mut skipped = 0_usize;
     for row in rows {
-        match row
-            .time_text
-            .as_deref()
-            .and_then(crate::time::from_sql_text)
-        {
+        match row.time_text.as_deref().and_then(crate::time::from_sql_text) {
             Some(time) => out.push(MetricRow {
                 time,
                 metric_name: row.metric_name,
@@ -328,10 +319,7 @@ mod tests {
             redact("mysql://root:secret@katib-mysql:3306/katib"),
             "mysql://root:***@katib-mysql:3306/katib"
         );
-        assert_eq!(
-            redact("postgres://katib@db/katib"),
-            "postgres://katib@db/katib"
-        );
+        assert_eq!(redact("postgres://katib@db/katib"), "postgres://katib@db/katib");
         assert_eq!(redact("sqlite:///tmp/katib.db"), "sqlite:///tmp/katib.db");
         assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
         assert_eq!(

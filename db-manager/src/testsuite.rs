@@ -83,11 +83,7 @@ pub async fn time_order_ties_by_insertion(store: &dyn ObservationStore) {
         )
         .await
         .expect("second report");
-    let values: Vec<String> = all(store, trial)
-        .await
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
+    let values: Vec<String> = all(store, trial).await.into_iter().map(|r| r.value).collect();
     assert_eq!(values, ["zero", "a", "b1", "b2", "b3", "c"]);
 }
 
@@ -122,10 +118,7 @@ pub async fn metric_and_time_filters(store: &dyn ObservationStore) {
     assert_eq!(get(q().metric("f1")).await, Vec::<String>::new());
     let eleven = Some(ts("2024-05-01T11:00:00Z"));
     assert_eq!(get(q().between(eleven, None)).await, ["0.2", "0.8", "0.3"]);
-    assert_eq!(
-        get(q().between(None, eleven)).await,
-        ["0.1", "0.9", "0.2", "0.8"]
-    );
+    assert_eq!(get(q().between(None, eleven)).await, ["0.1", "0.9", "0.2", "0.8"]);
     assert_eq!(get(q().between(eleven, eleven)).await, ["0.2", "0.8"]);
     assert_eq!(
         get(q()
@@ -203,9 +196,7 @@ pub async fn values_kept_verbatim(store: &dyn ObservationStore) {
         .enumerate()
         .map(|(i, value)| MetricRow {
             time: ts("2024-05-01T10:00:00Z")
-                .checked_add(jiff::SignedDuration::from_secs(
-                    i64::try_from(i).unwrap_or(0),
-                ))
+                .checked_add(jiff::SignedDuration::from_secs(i64::try_from(i).unwrap_or(0)))
                 .expect("time"),
             metric_name: "m'; DELETE FROM observation_logs; --".to_owned(),
             value: (*value).to_owned(),
@@ -263,10 +254,7 @@ pub async fn out_of_range_time_is_refused_whole(store: &dyn ObservationStore) {
         row("2024-05-01T10:00:00Z", "m", "fine"),
         row("0000-06-01T00:00:00Z", "m", "year zero"),
     ];
-    let err = store
-        .report(trial, &rows)
-        .await
-        .expect_err("year 0 is refused");
+    let err = store.report(trial, &rows).await.expect_err("year 0 is refused");
     assert!(matches!(err, StoreError::TimeOutOfRange { .. }), "{err}");
     assert_eq!(all(store, trial).await, Vec::new());
 }

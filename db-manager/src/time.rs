@@ -112,10 +112,7 @@ fn cut_fraction(text: &str) -> std::borrow::Cow<'_, str> {
     let Some(dot) = bytes.iter().position(|&b| b == b'.' || b == b',') else {
         return text.into();
     };
-    let digits = bytes[dot + 1..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
+    let digits = bytes[dot + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
     if digits <= 9 {
         return text.into();
     }

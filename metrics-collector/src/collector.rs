@@ -337,10 +337,7 @@ impl Collector {
         if parsed.is_empty() {
             return;
         }
-        let read_at = parsed
-            .iter()
-            .any(|m| m.time.is_none())
-            .then(|| self.stamp());
+        let read_at = parsed.iter().any(|m| m.time.is_none()).then(|| self.stamp());
         let mut rows = Vec::with_capacity(parsed.len());
         for ParsedMetric { time, name, value } in parsed {
             let Some(time) = time.or(read_at) else {
@@ -588,11 +585,7 @@ pub async fn tail_file(
     .await
 }
 
-async fn finish_after(
-    read: io::Result<()>,
-    from: String,
-    collector: Collector,
-) -> Result<Summary, Error> {
+async fn finish_after(read: io::Result<()>, from: String, collector: Collector) -> Result<Summary, Error> {
     let trial = collector.trial_name.clone();
     let finished = collector.finish().await;
     match read {
@@ -601,20 +594,12 @@ async fn finish_after(
             if let Err(e) = finished {
                 error!(error = %DisplayChain(&e), "could not finish after a read error");
             }
-            Err(Error::Read {
-                trial,
-                from,
-                source,
-            })
+            Err(Error::Read { trial, from, source })
         }
     }
 }
 
-async fn follow(
-    path: &Path,
-    collector: &mut Collector,
-    done: impl Future<Output = ()>,
-) -> io::Result<()> {
+async fn follow(path: &Path, collector: &mut Collector, done: impl Future<Output = ()>) -> io::Result<()> {
     let mut done = pin!(done);
     let mut exited = false;
     let mut file = loop {
@@ -775,11 +760,7 @@ mod tests {
         assert!(!summary.objective_unavailable);
 
         // Stamps keep the order of lines even when read in the same microsecond.
-        let stamps: Vec<jiff::Timestamp> = sink
-            .rows()
-            .iter()
-            .map(|(_, _, t)| t.parse().unwrap())
-            .collect();
+        let stamps: Vec<jiff::Timestamp> = sink.rows().iter().map(|(_, _, t)| t.parse().unwrap()).collect();
         assert!(stamps.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -830,10 +811,7 @@ mod tests {
         assert_eq!(summary.reported, 2);
         let rows = sink.rows();
         assert_eq!(rows.len(), 2);
-        assert_eq!(
-            (rows[0].0.as_str(), rows[0].1.as_str()),
-            ("accuracy", "0.75")
-        );
+        assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("accuracy", "0.75"));
         assert_eq!(
             rows[1],
             (
@@ -870,8 +848,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn json_lines_are_collected_and_junk_counted() {
         let sink = Arc::new(FakeSink::default());
-        let config =
-            CollectorConfig::json("trial-1", vec!["accuracy".into()], ObjectiveType::Maximize);
+        let config = CollectorConfig::json("trial-1", vec!["accuracy".into()], ObjectiveType::Maximize);
         let mut c = Collector::new(config, sink.clone()).unwrap();
         c.push_line(r#"{"accuracy": 0.5, "timestamp": 1714557600.5}"#);
         c.push_line("Epoch 2/10");
@@ -884,11 +861,7 @@ mod tests {
         assert_eq!(rows[0].2, "2024-05-01T10:00:00.5Z");
         assert_eq!(
             sink.values(),
-            [
-                p("accuracy", "0.5"),
-                p("accuracy", "0.75"),
-                p("accuracy", "0.6")
-            ]
+            [p("accuracy", "0.5"), p("accuracy", "0.75"), p("accuracy", "0.6")]
         );
     }
 
@@ -961,10 +934,7 @@ mod tests {
         let sink: Arc<dyn Sink> = Arc::new(FakeSink::default());
         let config = CollectorConfig::json("trial-1", Vec::new(), ObjectiveType::Minimize);
         let err = Collector::new(config, sink).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("trial trial-1: no metric names")
-        );
+        assert!(err.to_string().starts_with("trial trial-1: no metric names"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -996,12 +966,7 @@ mod tests {
         // The file appears late, and lines arrive split across writes.
         tokio::time::sleep(TAIL_POLL * 2).await;
         let mut file = tokio::fs::File::create(&path).await.unwrap();
-        for piece in [
-            "epoch 1: loss=0.",
-            "5\nepoch 1: accu",
-            "racy=0.9\n",
-            "loss=0.4",
-        ] {
+        for piece in ["epoch 1: loss=0.", "5\nepoch 1: accu", "racy=0.9\n", "loss=0.4"] {
             file.write_all(piece.as_bytes()).await.unwrap();
             file.flush().await.unwrap();
             tokio::time::sleep(TAIL_POLL * 2).await;

@@ -324,10 +324,7 @@ mod tests {
         let err = with_retry(&policy, "db:6789", std::future::pending)
             .await
             .unwrap_err();
-        let SinkError::Unavailable {
-            source, attempts, ..
-        } = err
-        else {
+        let SinkError::Unavailable { source, attempts, .. } = err else {
             panic!("{err:?}")
         };
         assert_eq!(attempts, 1);
@@ -461,9 +458,7 @@ mod tests {
 
     #[test]
     fn bad_address_is_named() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let _guard = rt.enter();
         let err = DbManagerSink::connect_lazy("bad host:1").unwrap_err();
         assert!(

@@ -265,10 +265,7 @@ impl TrialRecord {
         let condition = status
             .and_then(|s| TrialCondition::try_from(s.condition).ok())
             .unwrap_or(TrialCondition::Unknown);
-        let objective = match (
-            space.objective(),
-            status.and_then(|s| s.observation.as_ref()),
-        ) {
+        let objective = match (space.objective(), status.and_then(|s| s.observation.as_ref())) {
             (Some(o), Some(obs)) => o.value_in(obs),
             _ => None,
         };
@@ -376,10 +373,7 @@ mod tests {
 
         req.current_request_number = -1;
         let err = SuggestRequest::from_pb(&req).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "current_request_number must be >= 0, got -1"
-        );
+        assert_eq!(err.to_string(), "current_request_number must be >= 0, got -1");
         req.current_request_number = 1;
         req.experiment.as_mut().unwrap().spec = None;
         assert!(matches!(

@@ -98,9 +98,7 @@ impl From<SuggestError> for tonic::Status {
         match &err {
             SuggestError::Settings(_)
             | SuggestError::InvalidRequest(_)
-            | SuggestError::UnknownAlgorithm { .. } => {
-                tonic::Status::invalid_argument(err.to_string())
-            }
+            | SuggestError::UnknownAlgorithm { .. } => tonic::Status::invalid_argument(err.to_string()),
             SuggestError::Internal { .. } | SuggestError::Task { .. } => {
                 tracing::error!(error = %err, source = ?std::error::Error::source(&err), "suggestion failed");
                 tonic::Status::internal(err.to_string())

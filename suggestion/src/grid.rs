@@ -45,10 +45,8 @@ impl Grid {
 impl GridSettings {
     /// Parses and checks the settings, reporting every problem.
     pub fn from_settings(settings: &AlgorithmSettings) -> Result<Self, SettingsError> {
-        let (_, random_state) = SettingsError::both(
-            settings.check_known(Grid::SETTINGS),
-            settings.random_state(),
-        )?;
+        let (_, random_state) =
+            SettingsError::both(settings.check_known(Grid::SETTINGS), settings.random_state())?;
         Ok(GridSettings { random_state })
     }
 }
@@ -257,10 +255,7 @@ mod tests {
                 10,
             ))
             .unwrap();
-        assert_eq!(
-            values(&out),
-            [["0.01"], ["0.02"], ["0.03"], ["0.04"], ["0.05"]]
-        );
+        assert_eq!(values(&out), [["0.01"], ["0.02"], ["0.03"], ["0.04"], ["0.05"]]);
         assert!(out.exhausted);
         let out = Grid
             .suggest(&request(
@@ -295,22 +290,10 @@ mod tests {
                 C::Succeeded,
                 Some("1"),
             ),
-            trial(
-                "t2",
-                &[("c", "x"), ("b", "1.0"), ("a", "1")],
-                C::Running,
-                None,
-            ),
-            trial(
-                "t3",
-                &[("a", "2"), ("b", "7"), ("c", "x")],
-                C::Running,
-                None,
-            ),
+            trial("t2", &[("c", "x"), ("b", "1.0"), ("a", "1")], C::Running, None),
+            trial("t3", &[("a", "2"), ("b", "7"), ("c", "x")], C::Running, None),
         ];
-        let out = Grid
-            .suggest(&request(&[], params(), trials.clone(), 3))
-            .unwrap();
+        let out = Grid.suggest(&request(&[], params(), trials.clone(), 3)).unwrap();
         assert_eq!(
             values(&out),
             [["1", "0.5", "y"], ["1", "1", "y"], ["2", "0.5", "x"]]
@@ -333,18 +316,11 @@ mod tests {
         let mut seen: Vec<Vec<String>> = Vec::new();
         loop {
             let out = Grid
-                .suggest(&request(
-                    &[("random_state", "11")],
-                    params(),
-                    trials.clone(),
-                    4,
-                ))
+                .suggest(&request(&[("random_state", "11")], params(), trials.clone(), 4))
                 .unwrap();
             for a in &out.assignments {
-                let pairs: Vec<(&str, &str)> = a
-                    .iter()
-                    .map(|x| (x.name.as_str(), x.value.as_str()))
-                    .collect();
+                let pairs: Vec<(&str, &str)> =
+                    a.iter().map(|x| (x.name.as_str(), x.value.as_str())).collect();
                 trials.push(trial("t", &pairs, C::Running, None));
             }
             seen.extend(values(&out));
@@ -398,8 +374,7 @@ mod tests {
 
     #[test]
     fn grid_size_of_spaces() {
-        let space =
-            |params| SearchSpace::from_experiment(&experiment("grid", &[], params)).unwrap();
+        let space = |params| SearchSpace::from_experiment(&experiment("grid", &[], params)).unwrap();
         assert_eq!(
             grid_size(&space(vec![
                 int("a", "1", "10", "3"),
@@ -407,9 +382,6 @@ mod tests {
             ])),
             8
         );
-        assert_eq!(
-            grid_size(&space(vec![double("lr", "0", "1", "")])),
-            u128::MAX
-        );
+        assert_eq!(grid_size(&space(vec![double("lr", "0", "1", "")])), u128::MAX);
     }
 }

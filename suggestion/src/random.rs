@@ -59,10 +59,8 @@ impl Random {
 impl RandomSettings {
     /// Parses and checks the settings, reporting every problem.
     pub fn from_settings(settings: &AlgorithmSettings) -> Result<Self, SettingsError> {
-        let (_, random_state) = SettingsError::both(
-            settings.check_known(Random::SETTINGS),
-            settings.random_state(),
-        )?;
+        let (_, random_state) =
+            SettingsError::both(settings.check_known(Random::SETTINGS), settings.random_state())?;
         Ok(RandomSettings { random_state })
     }
 }
@@ -86,20 +84,12 @@ impl Algorithm for Random {
         let mut rng = request.rng(settings.random_state);
         let space = &request.space;
         let points: Vec<Vec<Coord>> = if space.is_finite() {
-            sample_distinct(
-                space,
-                request.n,
-                request.taken(),
-                &mut rng,
-                ENUMERATION_LIMIT,
-            )
-            .into_iter()
-            .map(|p| p.into_iter().map(Coord::Index).collect())
-            .collect()
-        } else {
-            (0..request.n)
-                .map(|_| sample_point(space, &mut rng))
+            sample_distinct(space, request.n, request.taken(), &mut rng, ENUMERATION_LIMIT)
+                .into_iter()
+                .map(|p| p.into_iter().map(Coord::Index).collect())
                 .collect()
+        } else {
+            (0..request.n).map(|_| sample_point(space, &mut rng)).collect()
         };
         let exhausted = points.len() < request.n;
         let assignments = points
@@ -121,11 +111,7 @@ impl Algorithm for Random {
 
 /// One random point of the space (each parameter drawn independently by its distribution).
 pub fn sample_point<R: Rng + ?Sized>(space: &SearchSpace, rng: &mut R) -> Vec<Coord> {
-    space
-        .parameters()
-        .iter()
-        .map(|p| sample_coord(p, rng))
-        .collect()
+    space.parameters().iter().map(|p| sample_coord(p, rng)).collect()
 }
 
 /// One random value of a parameter, as a coordinate.
@@ -279,11 +265,7 @@ mod tests {
     #[test]
     fn validates_settings() {
         let params = || vec![double("lr", "0.01", "0.1", "")];
-        assert!(
-            Random
-                .validate(&experiment("random", &[], params()))
-                .is_ok()
-        );
+        assert!(Random.validate(&experiment("random", &[], params())).is_ok());
         assert!(
             Random
                 .validate(&experiment("random", &[("random_state", "10")], params()))
@@ -338,10 +320,7 @@ mod tests {
         assert!(!out.exhausted);
         let mut below_001 = 0;
         for a in &out.assignments {
-            let point = req
-                .space
-                .parse_assignments(a)
-                .expect("every value in the space");
+            let point = req.space.parse_assignments(a).expect("every value in the space");
             for (p, c) in req.space.parameters().iter().zip(&point) {
                 if let (Domain::Double(d), Coord::Real(x)) = (&p.domain, c) {
                     assert!((d.min..=d.max).contains(x), "{}={x}", p.name);
@@ -376,10 +355,7 @@ mod tests {
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         let within_one_sigma = xs.iter().filter(|x| (2.0..=4.0).contains(*x)).count();
         assert!((mean - 3.0).abs() < 0.1, "{mean}");
-        assert!(
-            (2500..2950).contains(&within_one_sigma),
-            "{within_one_sigma}"
-        );
+        assert!((2500..2950).contains(&within_one_sigma), "{within_one_sigma}");
     }
 
     #[test]
@@ -421,24 +397,9 @@ mod tests {
                 C::Succeeded,
                 Some("0.5"),
             ),
-            trial(
-                "t2",
-                &[("a", "2"), ("b", "y"), ("c", "0.20")],
-                C::Running,
-                None,
-            ),
-            trial(
-                "t3",
-                &[("a", "3.0"), ("b", "x"), ("c", "0.2")],
-                C::Failed,
-                None,
-            ),
-            trial(
-                "t4",
-                &[("a", "9"), ("b", "x"), ("c", "0.2")],
-                C::Failed,
-                None,
-            ),
+            trial("t2", &[("a", "2"), ("b", "y"), ("c", "0.20")], C::Running, None),
+            trial("t3", &[("a", "3.0"), ("b", "x"), ("c", "0.2")], C::Failed, None),
+            trial("t4", &[("a", "9"), ("b", "x"), ("c", "0.2")], C::Failed, None),
         ];
         let taken: HashSet<Vec<String>> = [["1", "x", "0.1"], ["2", "y", "0.2"], ["3", "x", "0.2"]]
             .iter()
@@ -446,12 +407,7 @@ mod tests {
             .collect();
         for seed in ["1", "2", "3"] {
             let out = Random
-                .suggest(&request(
-                    &[("random_state", seed)],
-                    params(),
-                    trials.clone(),
-                    5,
-                ))
+                .suggest(&request(&[("random_state", seed)], params(), trials.clone(), 5))
                 .unwrap();
             assert_eq!(out.assignments.len(), 5);
             assert!(!out.exhausted);

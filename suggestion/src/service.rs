@@ -116,9 +116,7 @@ impl SuggestionService {
         &self,
         request: pb::GetSuggestionsRequest,
     ) -> Result<pb::GetSuggestionsReply, SuggestError> {
-        let algorithm = self
-            .registry
-            .get(algorithm_name(request.experiment.as_ref()))?;
+        let algorithm = self.registry.get(algorithm_name(request.experiment.as_ref()))?;
         let name = algorithm.name();
         let span = tracing::Span::current();
         let (n, suggested) = tokio::task::spawn_blocking(move || {
@@ -159,13 +157,11 @@ impl SuggestionService {
             parameter_assignments: suggested
                 .assignments
                 .into_iter()
-                .map(
-                    |assignments| pb::get_suggestions_reply::ParameterAssignments {
-                        assignments,
-                        trial_name: String::new(),
-                        labels: Default::default(),
-                    },
-                )
+                .map(|assignments| pb::get_suggestions_reply::ParameterAssignments {
+                    assignments,
+                    trial_name: String::new(),
+                    labels: Default::default(),
+                })
                 .collect(),
             algorithm: (!suggested.algorithm_settings.is_empty()).then(|| pb::AlgorithmSpec {
                 algorithm_name: name.to_owned(),
@@ -176,14 +172,9 @@ impl SuggestionService {
     }
 
     /// `ValidateAlgorithmSettings` without tonic: the search space and the settings.
-    pub fn validate(
-        &self,
-        request: &pb::ValidateAlgorithmSettingsRequest,
-    ) -> Result<(), SuggestError> {
+    pub fn validate(&self, request: &pb::ValidateAlgorithmSettingsRequest) -> Result<(), SuggestError> {
         let experiment = request.experiment.as_ref().ok_or_else(|| {
-            SuggestError::InvalidRequest(
-                "ValidateAlgorithmSettingsRequest.experiment is missing".into(),
-            )
+            SuggestError::InvalidRequest("ValidateAlgorithmSettingsRequest.experiment is missing".into())
         })?;
         if experiment.spec.is_none() {
             return Err(SuggestError::InvalidRequest(
@@ -312,8 +303,9 @@ pub async fn serve_with(
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(suggestion)
+        // TCP_NODELAY: small gRPC replies must not wait for a delayed ACK (40 ms).
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await
@@ -329,10 +321,7 @@ pub struct Args {
 }
 
 /// Binds `args.listen`, logs the bound address and serves until `shutdown` completes.
-pub async fn run(
-    args: Args,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
+pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -370,14 +359,7 @@ mod tests {
     async fn rejects_bad_requests_with_invalid_argument() {
         let service = SuggestionService::default();
         let status = |r| async { Status::from(service.suggest(r).await.unwrap_err()) };
-        let s = status(get_request(
-            "foo",
-            &[],
-            vec![int("n", "1", "2", "")],
-            vec![],
-            1,
-        ))
-        .await;
+        let s = status(get_request("foo", &[], vec![int("n", "1", "2", "")], vec![], 1)).await;
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert_eq!(
             s.message(),
@@ -392,11 +374,7 @@ mod tests {
         ))
         .await;
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        assert!(
-            s.message().contains("current_request_number"),
-            "{}",
-            s.message()
-        );
+        assert!(s.message().contains("current_request_number"), "{}", s.message());
         let mut no_spec = get_request("random", &[], vec![], vec![], 1);
         no_spec.experiment.as_mut().unwrap().spec = None;
         let s = status(no_spec).await;
@@ -412,11 +390,7 @@ mod tests {
         ))
         .await;
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        assert!(
-            s.message().contains("no feasibleSpace.step"),
-            "{}",
-            s.message()
-        );
+        assert!(s.message().contains("no feasibleSpace.step"), "{}", s.message());
     }
 
     #[tokio::test]
@@ -444,13 +418,7 @@ mod tests {
             assert!(reply.algorithm.is_none());
         }
         let reply = service
-            .suggest(get_request(
-                "grid",
-                &[],
-                vec![int("n", "1", "1", "")],
-                trials,
-                0,
-            ))
+            .suggest(get_request("grid", &[], vec![int("n", "1", "1", "")], trials, 0))
             .await
             .unwrap();
         assert!(reply.parameter_assignments.is_empty());
@@ -476,13 +444,7 @@ mod tests {
         registry.register(Arc::new(Liar));
         let service = SuggestionService::new(registry);
         let err = service
-            .suggest(get_request(
-                "liar",
-                &[],
-                vec![int("n", "1", "3", "")],
-                vec![],
-                2,
-            ))
+            .suggest(get_request("liar", &[], vec![int("n", "1", "3", "")], vec![], 2))
             .await
             .unwrap_err();
         assert_eq!(Status::from(err).code(), tonic::Code::Internal);

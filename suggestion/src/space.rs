@@ -318,17 +318,13 @@ impl Parameter {
                 None => Some(format!("{}", x.clamp(d.min, d.max))),
                 Some(grid) => grid.value(grid.snap(x)).map(|v| v.to_string()),
             },
-            (Domain::Double(d), Coord::Index(k)) => {
-                d.grid.as_ref()?.value(k).map(|v| v.to_string())
-            }
+            (Domain::Double(d), Coord::Index(k)) => d.grid.as_ref()?.value(k).map(|v| v.to_string()),
             (Domain::Int(i), Coord::Index(k)) => i.value(k).map(|v| v.to_string()),
             (Domain::Int(i), Coord::Real(x)) => i.value(i.snap(x)).map(|v| v.to_string()),
             (Domain::Discrete(values), Coord::Index(k)) => {
                 values.get(usize::try_from(k).ok()?).map(|v| v.text.clone())
             }
-            (Domain::Categorical(values), Coord::Index(k)) => {
-                values.get(usize::try_from(k).ok()?).cloned()
-            }
+            (Domain::Categorical(values), Coord::Index(k)) => values.get(usize::try_from(k).ok()?).cloned(),
             (Domain::Discrete(_) | Domain::Categorical(_), Coord::Real(_)) => None,
         }
     }
@@ -380,8 +376,7 @@ impl SearchSpace {
             .unwrap_or_default();
         let mut problems = Vec::new();
         if specs.is_empty() {
-            problems
-                .push("experiment has no parameters; spec.parameters needs at least one".into());
+            problems.push("experiment has no parameters; spec.parameters needs at least one".into());
         }
         let mut names = HashSet::new();
         let mut parameters = Vec::with_capacity(specs.len());
@@ -518,9 +513,7 @@ impl SearchSpace {
 /// A number field of `feasibleSpace`, with the error text for it.
 fn number(name: &str, field: &str, text: &str) -> Result<Decimal, String> {
     if text.trim().is_empty() {
-        return Err(format!(
-            "parameter \"{name}\": feasibleSpace.{field} is missing"
-        ));
+        return Err(format!("parameter \"{name}\": feasibleSpace.{field} is missing"));
     }
     text.parse::<Decimal>()
         .map_err(|e| format!("parameter \"{name}\": feasibleSpace.{field} \"{text}\" {e}"))
@@ -528,9 +521,7 @@ fn number(name: &str, field: &str, text: &str) -> Result<Decimal, String> {
 
 fn float(name: &str, field: &str, text: &str) -> Result<f64, String> {
     if text.trim().is_empty() {
-        return Err(format!(
-            "parameter \"{name}\": feasibleSpace.{field} is missing"
-        ));
+        return Err(format!("parameter \"{name}\": feasibleSpace.{field} is missing"));
     }
     match text.trim().parse::<f64>() {
         Ok(x) if x.is_finite() => Ok(x),
@@ -953,9 +944,7 @@ mod tests {
         let s = space(vec![double("x", "-1", "1", "0.25")]).unwrap();
         assert_eq!(
             values(&s.parameters()[0]),
-            [
-                "-1", "-0.75", "-0.5", "-0.25", "0", "0.25", "0.5", "0.75", "1"
-            ]
+            ["-1", "-0.75", "-0.5", "-0.25", "0", "0.25", "0.5", "0.75", "1"]
         );
         // The last value stays <= max.
         let s = space(vec![double("x", "0", "1", "0.3")]).unwrap();
@@ -981,10 +970,7 @@ mod tests {
         .unwrap();
         let p = s.parameters();
         assert_eq!(p[0].parse_value("0.020"), Some(Coord::Index(1)));
-        assert_eq!(
-            p[0].parse_value("0.019999999999999997"),
-            Some(Coord::Index(1))
-        );
+        assert_eq!(p[0].parse_value("0.019999999999999997"), Some(Coord::Index(1)));
         assert_eq!(p[0].parse_value("0.015"), None);
         assert_eq!(p[0].parse_value("0.06"), None);
         assert_eq!(p[1].parse_value("10"), Some(Coord::Index(2)));
@@ -1027,21 +1013,14 @@ mod tests {
         assert!(s.parse_assignments(&a(&[("m", "0.03")])).is_none());
         let rendered = s.render(&point).unwrap();
         assert_eq!(
-            rendered
-                .iter()
-                .map(|a| a.value.as_str())
-                .collect::<Vec<_>>(),
+            rendered.iter().map(|a| a.value.as_str()).collect::<Vec<_>>(),
             ["0.03", "5", "1", "a", "0.5"]
         );
     }
 
     #[test]
     fn decodes_lexicographically() {
-        let s = space(vec![
-            int("a", "0", "1", ""),
-            categorical("b", &["x", "y", "z"]),
-        ])
-        .unwrap();
+        let s = space(vec![int("a", "0", "1", ""), categorical("b", &["x", "y", "z"])]).unwrap();
         assert_eq!(s.size(), Some(6));
         let all: Vec<_> = (0..6).map(|c| s.decode(c).unwrap()).collect();
         assert_eq!(all, [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]);

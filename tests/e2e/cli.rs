@@ -20,12 +20,20 @@ fn objective_of(trial: &Value, metric: &str, strategy: &str) -> Option<f64> {
 fn trial_conditions(trial: &Value) -> Vec<String> {
     trial["status"]["conditions"]
         .as_array()
-        .map(|a| a.iter().map(|c| c["type"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|c| c["type"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn last_trial_condition(trial: &Value) -> Value {
-    trial["status"]["conditions"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default()
+    trial["status"]["conditions"]
+        .as_array()
+        .and_then(|a| a.last())
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -33,12 +41,21 @@ fn random_example_runs_to_max_trials_with_true_best() {
     let s = Scratch::new();
     let r = s.run_json(&examples().join("random.yaml"), &[]);
     assert_eq!(r.code, 0, "{}", r.context());
-    assert_eq!(r.last_condition(), ("Succeeded".into(), "ExperimentMaxTrialsReached".into()), "{}", r.context());
+    assert_eq!(
+        r.last_condition(),
+        ("Succeeded".into(), "ExperimentMaxTrialsReached".into()),
+        "{}",
+        r.context()
+    );
     assert_eq!(r.status_i64("trials"), 12);
     assert_eq!(r.status_i64("trialsSucceeded"), 12);
     assert_eq!(r.trials.len(), 12);
     // The optimal trial is the true best among the trials' observations (maximize).
-    let best = r.trials.iter().filter_map(|t| objective_of(t, "accuracy", "max")).fold(f64::MIN, f64::max);
+    let best = r
+        .trials
+        .iter()
+        .filter_map(|t| objective_of(t, "accuracy", "max"))
+        .fold(f64::MIN, f64::max);
     let opt = &r.experiment["status"]["currentOptimalTrial"];
     let opt_value: f64 = opt["observation"]["metrics"]
         .as_array()
@@ -90,7 +107,10 @@ fn grid_example_visits_distinct_exact_points() {
             .collect();
         for kv in &key {
             if let Some(v) = kv.strip_prefix("lr=") {
-                assert!(["0.01", "0.02", "0.03", "0.04", "0.05"].contains(&v), "{v} has float noise");
+                assert!(
+                    ["0.01", "0.02", "0.03", "0.04", "0.05"].contains(&v),
+                    "{v} has float noise"
+                );
             }
         }
         assert!(seen.insert(key.join(",")), "duplicate grid point {key:?}");
@@ -105,8 +125,14 @@ fn grid_exhaustion_ends_with_suggestion_end_reached() {
         &[
             ("name: grid-example", "name: grid-exhausted"),
             ("maxTrialCount: 40", "maxTrialCount: 100"),
-            ("        min: \"0.01\"\n        max: \"0.05\"", "        min: \"0.02\"\n        max: \"0.03\""),
-            ("        min: \"0.6\"\n        max: \"0.9\"", "        min: \"0.8\"\n        max: \"0.8\""),
+            (
+                "        min: \"0.01\"\n        max: \"0.05\"",
+                "        min: \"0.02\"\n        max: \"0.03\"",
+            ),
+            (
+                "        min: \"0.6\"\n        max: \"0.9\"",
+                "        min: \"0.8\"\n        max: \"0.8\"",
+            ),
         ],
     );
     let f = s.write("exhausted.yaml", &text);
@@ -114,7 +140,10 @@ fn grid_exhaustion_ends_with_suggestion_end_reached() {
     assert_eq!(r.code, 0, "{}", r.context());
     // 2 lr values x 1 momentum x 2 optimizers.
     assert_eq!(r.trials.len(), 4, "{}", r.context());
-    assert_eq!(r.last_condition(), ("Succeeded".into(), "ExperimentSuggestionEndReached".into()));
+    assert_eq!(
+        r.last_condition(),
+        ("Succeeded".into(), "ExperimentSuggestionEndReached".into())
+    );
 }
 
 #[test]
@@ -122,11 +151,20 @@ fn goal_reached_ends_early() {
     let s = Scratch::new();
     let text = variant(
         "random.yaml",
-        &[("goal: 0.99", "goal: 0.6"), ("maxTrialCount: 12", "maxTrialCount: 30"), ("parallelTrialCount: 3", "parallelTrialCount: 1")],
+        &[
+            ("goal: 0.99", "goal: 0.6"),
+            ("maxTrialCount: 12", "maxTrialCount: 30"),
+            ("parallelTrialCount: 3", "parallelTrialCount: 1"),
+        ],
     );
     let r = s.run_json(&s.write("goal.yaml", &text), &[]);
     assert_eq!(r.code, 0, "{}", r.context());
-    assert_eq!(r.last_condition(), ("Succeeded".into(), "ExperimentGoalReached".into()), "{}", r.context());
+    assert_eq!(
+        r.last_condition(),
+        ("Succeeded".into(), "ExperimentGoalReached".into()),
+        "{}",
+        r.context()
+    );
     assert!(r.trials.len() < 30);
     let best = r.experiment["status"]["currentOptimalTrial"]["observation"]["metrics"][0]["max"]
         .as_str()
@@ -141,15 +179,32 @@ fn failing_trainer_fails_experiment_at_max_failed() {
     let s = Scratch::new();
     let text = variant(
         "random.yaml",
-        &[("\"--epochs=5\"", "\"--epochs=5\"\n                  - \"--fail\""), ("maxFailedTrialCount: 3", "maxFailedTrialCount: 2")],
+        &[
+            ("\"--epochs=5\"", "\"--epochs=5\"\n                  - \"--fail\""),
+            ("maxFailedTrialCount: 3", "maxFailedTrialCount: 2"),
+        ],
     );
     let r = s.run_json(&s.write("failing.yaml", &text), &[]);
     assert_eq!(r.code, 1, "{}", r.context());
-    assert_eq!(r.last_condition(), ("Failed".into(), "ExperimentFailed".into()), "{}", r.context());
-    let msg = r.experiment["status"]["conditions"].as_array().unwrap().last().unwrap()["message"].clone();
+    assert_eq!(
+        r.last_condition(),
+        ("Failed".into(), "ExperimentFailed".into()),
+        "{}",
+        r.context()
+    );
+    let msg = r.experiment["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["message"]
+        .clone();
     assert_eq!(msg, "Experiment has failed because max failed count has reached");
     assert!(r.status_i64("trialsFailed") >= 2);
-    let failed: Vec<&Value> = r.trials.iter().filter(|t| trial_conditions(t).contains(&"Failed".to_string())).collect();
+    let failed: Vec<&Value> = r
+        .trials
+        .iter()
+        .filter(|t| trial_conditions(t).contains(&"Failed".to_string()))
+        .collect();
     let c = last_trial_condition(failed[0]);
     assert_eq!(c["reason"], "TrialFailed. Job reason: Error");
     assert!(c["message"].as_str().unwrap().contains("exit code 1"), "{c}");
@@ -162,7 +217,13 @@ fn silent_trainer_is_metrics_unavailable() {
     let s = Scratch::new();
     let text = variant(
         "random.yaml",
-        &[("\"--epochs=5\"", "\"--epochs=2\"\n                  - \"--silent\""), ("maxFailedTrialCount: 3", "maxFailedTrialCount: 2")],
+        &[
+            (
+                "\"--epochs=5\"",
+                "\"--epochs=2\"\n                  - \"--silent\"",
+            ),
+            ("maxFailedTrialCount: 3", "maxFailedTrialCount: 2"),
+        ],
     );
     let r = s.run_json(&s.write("silent.yaml", &text), &[]);
     assert_eq!(r.code, 1, "{}", r.context());
@@ -192,7 +253,10 @@ fn command_not_found_fails_the_trial_with_the_reason() {
     let s = Scratch::new();
     let text = variant(
         "random.yaml",
-        &[("- \"python3\"", "- \"no-such-python-xyz\""), ("maxFailedTrialCount: 3", "maxFailedTrialCount: 1")],
+        &[
+            ("- \"python3\"", "- \"no-such-python-xyz\""),
+            ("maxFailedTrialCount: 3", "maxFailedTrialCount: 1"),
+        ],
     );
     let r = s.run_json(&s.write("notfound.yaml", &text), &[]);
     assert_eq!(r.code, 1, "{}", r.context());
@@ -224,35 +288,63 @@ fn external_suggestion_endpoint_runs_the_experiment() {
 fn bad_input_exits_2_with_clear_errors() {
     let s = Scratch::new();
     // Unreadable file.
-    let out = run_with_deadline(s.katib(&["run", "/nonexistent/exp.yaml"]), Duration::from_secs(60));
+    let out = run_with_deadline(
+        s.katib(&["run", "/nonexistent/exp.yaml"]),
+        Duration::from_secs(60),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/exp.yaml"), "{err}");
 
     // YAML syntax error: the line is shown.
-    let f = s.write("syntax.yaml", "apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nspec:\n  objective: [oops\n");
+    let f = s.write(
+        "syntax.yaml",
+        "apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nspec:\n  objective: [oops\n",
+    );
     let out = run_with_deadline(s.katib(&["run", f.to_str().unwrap()]), Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("syntax.yaml:") && err.contains(":4") || err.contains("syntax.yaml:5"), "{err}");
+    assert!(
+        err.contains("syntax.yaml:") && err.contains(":4") || err.contains("syntax.yaml:5"),
+        "{err}"
+    );
 
     // Unknown algorithm: names the field.
-    let f = s.write("algo.yaml", &variant("random.yaml", &[("algorithmName: random", "algorithmName: simulated-annealing")]));
+    let f = s.write(
+        "algo.yaml",
+        &variant(
+            "random.yaml",
+            &[("algorithmName: random", "algorithmName: simulated-annealing")],
+        ),
+    );
     let out = run_with_deadline(s.katib(&["run", f.to_str().unwrap()]), Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.algorithm.algorithmName"), "{err}");
 
     // Bad algorithm setting: rejected by the suggestion service's validation.
-    let f = s.write("setting.yaml", &variant("random.yaml", &[("value: \"42\"", "value: \"-3\"")]));
+    let f = s.write(
+        "setting.yaml",
+        &variant("random.yaml", &[("value: \"42\"", "value: \"-3\"")]),
+    );
     let out = run_with_deadline(s.katib(&["run", f.to_str().unwrap()]), Duration::from_secs(60));
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("random_state"), "{err}");
 
     // Database path not writable.
     let out = run_with_deadline(
-        s.katib(&["run", examples().join("random.yaml").to_str().unwrap(), "--db", "sqlite:///nonexistent-dir/x/katib.db"]),
+        s.katib(&[
+            "run",
+            examples().join("random.yaml").to_str().unwrap(),
+            "--db",
+            "sqlite:///nonexistent-dir/x/katib.db",
+        ]),
         Duration::from_secs(60),
     );
     assert_eq!(out.status.code(), Some(2));
@@ -264,26 +356,54 @@ fn bad_input_exits_2_with_clear_errors() {
 fn validate_accepts_examples_and_names_fields_with_lines() {
     let s = Scratch::new();
     for ex in ["random.yaml", "grid.yaml", "file-metrics-collector.yaml"] {
-        let out = run_with_deadline(s.katib(&["validate", examples().join(ex).to_str().unwrap()]), Duration::from_secs(60));
-        assert!(out.status.success(), "{ex}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run_with_deadline(
+            s.katib(&["validate", examples().join(ex).to_str().unwrap()]),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "{ex}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let f = s.write(
         "bad.yaml",
-        &variant("random.yaml", &[("maxFailedTrialCount: 3", "maxFailedTrialCount: 30"), ("parallelTrialCount: 3", "parallelTrialCount: 0")]),
+        &variant(
+            "random.yaml",
+            &[
+                ("maxFailedTrialCount: 3", "maxFailedTrialCount: 30"),
+                ("parallelTrialCount: 3", "parallelTrialCount: 0"),
+            ],
+        ),
     );
-    let out = run_with_deadline(s.katib(&["validate", f.to_str().unwrap()]), Duration::from_secs(60));
+    let out = run_with_deadline(
+        s.katib(&["validate", f.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     // Both problems, each with file:line and the field path.
-    assert!(err.contains("bad.yaml:22") && err.contains("spec.parallelTrialCount"), "{err}");
-    assert!(err.contains("bad.yaml:24") && err.contains("spec.maxFailedTrialCount"), "{err}");
+    assert!(
+        err.contains("bad.yaml:22") && err.contains("spec.parallelTrialCount"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:24") && err.contains("spec.maxFailedTrialCount"),
+        "{err}"
+    );
 }
 
 #[test]
 fn ctrl_c_stops_trials_and_keeps_state() {
     use std::io::Read as _;
     let s = Scratch::new();
-    let text = variant("random.yaml", &[("\"--epochs=5\"", "\"--epochs=5\"\n                  - \"--sleep=20\"")]);
+    let text = variant(
+        "random.yaml",
+        &[(
+            "\"--epochs=5\"",
+            "\"--epochs=5\"\n                  - \"--sleep=20\"",
+        )],
+    );
     let f = s.write("slow.yaml", &text);
     let mut child = s
         .katib(&["run", f.to_str().unwrap(), "--json"])
@@ -301,13 +421,20 @@ fn ctrl_c_stops_trials_and_keeps_state() {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "katib did not stop after SIGINT");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "katib did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(130));
@@ -316,4 +443,66 @@ fn ctrl_c_stops_trials_and_keeps_state() {
     for t in &trials {
         assert_eq!(last_trial_condition(t)["type"], "Killed", "{t}");
     }
+}
+
+#[test]
+fn pytorchjob_template_runs_its_master_replica_locally() {
+    let s = Scratch::new();
+    let job = r#"    trialSpec:
+      apiVersion: kubeflow.org/v1
+      kind: PyTorchJob
+      spec:
+        pytorchReplicaSpecs:
+          Worker:
+            replicas: 2
+            restartPolicy: OnFailure
+            template:
+              spec:
+                containers:
+                  - name: pytorch
+                    image: docker.io/library/python:3.12-slim
+                    command: ["sh", "-c", "echo worker must not run locally; exit 7"]
+          Master:
+            replicas: 1
+            restartPolicy: OnFailure
+            template:
+              spec:
+                containers:
+                  - name: pytorch
+                    image: docker.io/library/python:3.12-slim
+                    command:
+                      - "python3"
+                      - "trainers/train.py"
+                      - "--epochs=2"
+                      - "--lr=${trialParameters.learningRate}"
+                      - "--momentum=${trialParameters.momentum}"
+                      - "--optimizer=${trialParameters.optimizer}"
+"#;
+    let mut text = variant(
+        "random.yaml",
+        &[
+            ("maxTrialCount: 12", "maxTrialCount: 3"),
+            (
+                "primaryContainerName: training-container",
+                "primaryContainerName: pytorch",
+            ),
+        ],
+    );
+    let cut = text.find("    trialSpec:").unwrap();
+    text.truncate(cut);
+    text.push_str(job);
+    let r = s.run_json(&s.write("pytorch.yaml", &text), &[]);
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(r.status_i64("trialsSucceeded"), 3);
+    // Katib's defaults for training-operator kinds were applied.
+    let tt = &r.experiment["spec"]["trialTemplate"];
+    assert_eq!(
+        tt["successCondition"],
+        "status.conditions.#(type==\"Succeeded\")#|#(status==\"True\")#"
+    );
+    assert_eq!(tt["primaryPodLabels"]["training.kubeflow.org/job-role"], "master");
+    // The rendered job is the trial's runSpec, named after the trial.
+    let t = &r.trials[0];
+    assert_eq!(t["spec"]["runSpec"]["kind"], "PyTorchJob");
+    assert_eq!(t["spec"]["runSpec"]["metadata"]["name"], t["metadata"]["name"]);
 }

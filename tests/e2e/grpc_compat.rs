@@ -121,8 +121,14 @@ fn kubeflow_katib_report_metrics_push_collector() {
         "random.yaml",
         &[
             ("maxTrialCount: 12", "maxTrialCount: 3"),
-            ("  parameters:", "  metricsCollectorSpec:\n    collector:\n      kind: Push\n  parameters:"),
-            ("\"--epochs=5\"", "\"--epochs=2\"\n                  - \"--format=push\""),
+            (
+                "  parameters:",
+                "  metricsCollectorSpec:\n    collector:\n      kind: Push\n  parameters:",
+            ),
+            (
+                "\"--epochs=5\"",
+                "\"--epochs=2\"\n                  - \"--format=push\"",
+            ),
         ],
     );
     // report_metrics reads the namespace from the in-cluster service-account file; the

@@ -36,7 +36,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().unwrap() }
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -70,17 +72,29 @@ impl Scratch {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let experiment = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        RunResult { code: out.status.code().unwrap_or(-1), experiment, trials: self.last_trials(), stderr, stdout }
+        RunResult {
+            code: out.status.code().unwrap_or(-1),
+            experiment,
+            trials: self.last_trials(),
+            stderr,
+            stdout,
+        }
     }
 
     /// The trials of the most recent run (from its `experiment.json`).
     pub fn last_trials(&self) -> Vec<Value> {
         let runs = self.dir.path().join("state/runs");
-        let Ok(entries) = std::fs::read_dir(&runs) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&runs) else {
+            return Vec::new();
+        };
         let mut dirs: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
         dirs.sort_by_key(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok());
-        let Some(last) = dirs.last() else { return Vec::new() };
-        let Ok(text) = std::fs::read_to_string(last.join("experiment.json")) else { return Vec::new() };
+        let Some(last) = dirs.last() else {
+            return Vec::new();
+        };
+        let Ok(text) = std::fs::read_to_string(last.join("experiment.json")) else {
+            return Vec::new();
+        };
         let v: Value = serde_json::from_str(&text).unwrap();
         v["trials"].as_array().cloned().unwrap_or_default()
     }
@@ -96,8 +110,15 @@ pub struct RunResult {
 
 impl RunResult {
     pub fn last_condition(&self) -> (String, String) {
-        let c = self.experiment["status"]["conditions"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
-        (c["type"].as_str().unwrap_or("").into(), c["reason"].as_str().unwrap_or("").into())
+        let c = self.experiment["status"]["conditions"]
+            .as_array()
+            .and_then(|a| a.last())
+            .cloned()
+            .unwrap_or_default();
+        (
+            c["type"].as_str().unwrap_or("").into(),
+            c["reason"].as_str().unwrap_or("").into(),
+        )
     }
 
     pub fn status_i64(&self, key: &str) -> i64 {
@@ -105,7 +126,10 @@ impl RunResult {
     }
 
     pub fn context(&self) -> String {
-        format!("exit {}\nstderr:\n{}\nstdout:\n{}", self.code, self.stderr, self.stdout)
+        format!(
+            "exit {}\nstderr:\n{}\nstdout:\n{}",
+            self.code, self.stderr, self.stdout
+        )
     }
 }
 
@@ -131,11 +155,15 @@ pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
     };
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() };
+            return Output {
+                status,
+                stdout: out_reader.join().unwrap(),
+                stderr: err_reader.join().unwrap(),
+            };
         }
         if start.elapsed() > deadline {
             let _ = child.kill();
-            let status = child.wait().unwrap();
+            let _ = child.wait();
             let stderr = err_reader.join().unwrap();
             panic!(
                 "command did not finish within {deadline:?}: {cmd:?}\nstderr:\n{}",
@@ -146,10 +174,13 @@ pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
     }
 }
 
-
 /// A free loopback port (bound then released; good enough for tests on one machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A background `katib <service>` process, killed on drop.
@@ -171,11 +202,22 @@ pub fn start_service(scratch: &Scratch, args: &[&str]) -> Service {
     let addr = format!("127.0.0.1:{port}");
     let mut all: Vec<&str> = args.to_vec();
     all.extend_from_slice(&["--listen", &addr]);
-    let child = scratch.katib(&all).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
-    let svc = Service { child, addr: addr.clone() };
+    let child = scratch
+        .katib(&all)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let svc = Service {
+        child,
+        addr: addr.clone(),
+    };
     let start = Instant::now();
     while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "katib {args:?} did not listen on {addr}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "katib {args:?} did not listen on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     svc

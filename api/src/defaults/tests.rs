@@ -7,7 +7,8 @@ use crate::crd::{ConfigMapSource, ObjectiveSpec, ParameterSpec, TrialTemplate};
 use crate::yaml::parse_experiment;
 
 fn exp(yaml_spec: &str) -> Experiment {
-    let text = format!("apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  name: t\n{yaml_spec}");
+    let text =
+        format!("apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata:\n  name: t\n{yaml_spec}");
     parse_experiment(&text, "t.yaml").unwrap().experiment
 }
 
@@ -29,7 +30,9 @@ fn strategies(e: &Experiment) -> Vec<(String, String)> {
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    list.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
 }
 
 fn labels(list: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -53,27 +56,51 @@ fn with_template(t: TrialTemplate) -> Experiment {
 #[test]
 fn parallel_trial_count_defaults_to_3_and_is_kept_when_set() {
     assert_eq!(defaulted("spec: {}\n").spec.parallel_trial_count, Some(3));
-    assert_eq!(defaulted("spec:\n  parallelTrialCount: 7\n").spec.parallel_trial_count, Some(7));
+    assert_eq!(
+        defaulted("spec:\n  parallelTrialCount: 7\n")
+            .spec
+            .parallel_trial_count,
+        Some(7)
+    );
     // 0 is a value (validation rejects it), not an absent field.
-    assert_eq!(defaulted("spec:\n  parallelTrialCount: 0\n").spec.parallel_trial_count, Some(0));
+    assert_eq!(
+        defaulted("spec:\n  parallelTrialCount: 0\n")
+            .spec
+            .parallel_trial_count,
+        Some(0)
+    );
 }
 
 #[test]
 fn resume_policy_defaults_to_never() {
-    assert_eq!(defaulted("spec: {}\n").spec.resume_policy.as_deref(), Some("Never"));
     assert_eq!(
-        defaulted("spec:\n  resumePolicy: \"\"\n").spec.resume_policy.as_deref(),
+        defaulted("spec: {}\n").spec.resume_policy.as_deref(),
         Some("Never")
     );
     assert_eq!(
-        defaulted("spec:\n  resumePolicy: LongRunning\n").spec.resume_policy.as_deref(),
+        defaulted("spec:\n  resumePolicy: \"\"\n")
+            .spec
+            .resume_policy
+            .as_deref(),
+        Some("Never")
+    );
+    assert_eq!(
+        defaulted("spec:\n  resumePolicy: LongRunning\n")
+            .spec
+            .resume_policy
+            .as_deref(),
         Some("LongRunning")
     );
 }
 
 #[test]
 fn objective_strategy_follows_the_objective_type() {
-    for (ty, want) in [("maximize", "max"), ("minimize", "min"), ("", "latest"), ("minimise", "latest")] {
+    for (ty, want) in [
+        ("maximize", "max"),
+        ("minimize", "min"),
+        ("", "latest"),
+        ("minimise", "latest"),
+    ] {
         let e = defaulted(&format!(
             "spec:\n  objective:\n    type: \"{ty}\"\n    objectiveMetricName: accuracy\n"
         ));
@@ -124,8 +151,14 @@ fn no_objective_stays_no_objective() {
 fn job_template_gets_job_conditions() {
     let e = with_template(template("Job"));
     let t = e.spec.trial_template.unwrap();
-    assert_eq!(t.success_condition, r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#);
-    assert_eq!(t.failure_condition, r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#);
+    assert_eq!(
+        t.success_condition,
+        r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#
+    );
+    assert_eq!(
+        t.failure_condition,
+        r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#
+    );
     assert!(t.primary_pod_labels.is_empty());
 }
 
@@ -134,11 +167,13 @@ fn kubeflow_training_jobs_get_conditions_and_master_labels() {
     for kind in ["TFJob", "PyTorchJob", "XGBoostJob", "MPIJob"] {
         let t = with_template(template(kind)).spec.trial_template.unwrap();
         assert_eq!(
-            t.success_condition,
-            r#"status.conditions.#(type=="Succeeded")#|#(status=="True")#"#,
+            t.success_condition, r#"status.conditions.#(type=="Succeeded")#|#(status=="True")#"#,
             "{kind}"
         );
-        assert_eq!(t.failure_condition, r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#);
+        assert_eq!(
+            t.failure_condition,
+            r#"status.conditions.#(type=="Failed")#|#(status=="True")#"#
+        );
         assert_eq!(
             t.primary_pod_labels,
             labels(&[("training.kubeflow.org/job-role", "master")]),
@@ -201,7 +236,9 @@ fn metrics_collector_defaults_to_stdout() {
     assert_eq!(mc.collector.unwrap().kind, "StdOut");
     assert_eq!(mc.source, None);
 
-    let e = defaulted("spec:\n  metricsCollectorSpec:\n    source:\n      filter:\n        metricsFormat: [\"(a)(b)\"]\n");
+    let e = defaulted(
+        "spec:\n  metricsCollectorSpec:\n    source:\n      filter:\n        metricsFormat: [\"(a)(b)\"]\n",
+    );
     let mc = e.spec.metrics_collector_spec.unwrap();
     assert_eq!(mc.collector.unwrap().kind, "StdOut");
     assert!(mc.source.unwrap().filter.is_some());
@@ -210,7 +247,14 @@ fn metrics_collector_defaults_to_stdout() {
 #[test]
 fn file_collector_gets_path_kind_and_format() {
     let e = defaulted("spec:\n  metricsCollectorSpec:\n    collector:\n      kind: File\n");
-    let fsp = e.spec.metrics_collector_spec.unwrap().source.unwrap().file_system_path.unwrap();
+    let fsp = e
+        .spec
+        .metrics_collector_spec
+        .unwrap()
+        .source
+        .unwrap()
+        .file_system_path
+        .unwrap();
     assert_eq!(fsp.path, "/var/log/katib/metrics.log");
     assert_eq!(fsp.kind, "File");
     assert_eq!(fsp.format, "TEXT");
@@ -219,7 +263,14 @@ fn file_collector_gets_path_kind_and_format() {
         "spec:\n  metricsCollectorSpec:\n    collector:\n      kind: File\n    source:\n      \
          fileSystemPath:\n        path: /katib/mnist.json\n        format: JSON\n",
     );
-    let fsp = e.spec.metrics_collector_spec.unwrap().source.unwrap().file_system_path.unwrap();
+    let fsp = e
+        .spec
+        .metrics_collector_spec
+        .unwrap()
+        .source
+        .unwrap()
+        .file_system_path
+        .unwrap();
     assert_eq!(fsp.path, "/katib/mnist.json");
     assert_eq!(fsp.kind, "File");
     assert_eq!(fsp.format, "JSON");
@@ -228,7 +279,14 @@ fn file_collector_gets_path_kind_and_format() {
 #[test]
 fn tensorflow_event_collector_gets_a_directory() {
     let e = defaulted("spec:\n  metricsCollectorSpec:\n    collector:\n      kind: TensorFlowEvent\n");
-    let fsp = e.spec.metrics_collector_spec.unwrap().source.unwrap().file_system_path.unwrap();
+    let fsp = e
+        .spec
+        .metrics_collector_spec
+        .unwrap()
+        .source
+        .unwrap()
+        .file_system_path
+        .unwrap();
     assert_eq!(fsp.path, "/var/log/katib/tfevent/");
     assert_eq!(fsp.kind, "Directory");
     assert_eq!(fsp.format, "");
@@ -237,21 +295,42 @@ fn tensorflow_event_collector_gets_a_directory() {
 #[test]
 fn prometheus_collector_gets_path_and_port() {
     let e = defaulted("spec:\n  metricsCollectorSpec:\n    collector:\n      kind: PrometheusMetric\n");
-    let http = e.spec.metrics_collector_spec.unwrap().source.unwrap().http_get.unwrap();
+    let http = e
+        .spec
+        .metrics_collector_spec
+        .unwrap()
+        .source
+        .unwrap()
+        .http_get
+        .unwrap();
     assert_eq!(http, json!({"path": "/metrics", "port": 8080}));
 
     let e = defaulted(
         "spec:\n  metricsCollectorSpec:\n    collector:\n      kind: PrometheusMetric\n    source:\n      \
          httpGet:\n        path: /stats\n        port: 0\n",
     );
-    let http = e.spec.metrics_collector_spec.unwrap().source.unwrap().http_get.unwrap();
+    let http = e
+        .spec
+        .metrics_collector_spec
+        .unwrap()
+        .source
+        .unwrap()
+        .http_get
+        .unwrap();
     assert_eq!(http, json!({"path": "/stats", "port": 8080}));
 
     let e = defaulted(
         "spec:\n  metricsCollectorSpec:\n    collector:\n      kind: PrometheusMetric\n    source:\n      \
          httpGet:\n        port: metrics\n",
     );
-    let http = e.spec.metrics_collector_spec.unwrap().source.unwrap().http_get.unwrap();
+    let http = e
+        .spec
+        .metrics_collector_spec
+        .unwrap()
+        .source
+        .unwrap()
+        .http_get
+        .unwrap();
     assert_eq!(http, json!({"port": "metrics", "path": "/metrics"}));
 }
 

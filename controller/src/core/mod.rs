@@ -64,7 +64,11 @@ impl TrialClass {
 /// Classifies a trial by its conditions (Killed > Failed > Succeeded > EarlyStopped >
 /// Running > MetricsUnavailable > Pending), as Katib's status summary does.
 pub fn classify(trial: &Trial) -> TrialClass {
-    let c = trial.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let c = trial
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     if conditions::is_true(c, tc::KILLED) {
         TrialClass::Killed
     } else if conditions::is_true(c, tc::FAILED) {
@@ -94,7 +98,9 @@ pub fn objective_value(exp: &Experiment, trial: &Trial) -> Option<String> {
 /// True when the trial carries a usable objective observation (Katib's
 /// `IsObservationAvailable`).
 pub fn has_observation(exp: &Experiment, trial: &Trial) -> bool {
-    let Some(objective) = exp.spec.objective.as_ref() else { return false };
+    let Some(objective) = exp.spec.objective.as_ref() else {
+        return false;
+    };
     trial
         .status
         .as_ref()
@@ -109,7 +115,9 @@ pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a T
     let maximize = exp.spec.objective.as_ref().is_some_and(|o| o.is_maximize());
     let mut best: Option<(&Trial, Option<f64>)> = None;
     for t in trials {
-        let Some(v) = objective_value(exp, t) else { continue };
+        let Some(v) = objective_value(exp, t) else {
+            continue;
+        };
         match v.trim().parse::<f64>() {
             Err(_) => best = Some((t, None)),
             Ok(x) => {
@@ -167,14 +175,22 @@ pub fn summarize(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStat
     s.current_optimal_trial = optimal_trial(exp, trials).map(|(t, _)| OptimalTrial {
         best_trial_name: t.metadata.name.clone().unwrap_or_default(),
         parameter_assignments: t.spec.parameter_assignments.clone(),
-        observation: t.status.as_ref().and_then(|s| s.observation.clone()).unwrap_or_default(),
+        observation: t
+            .status
+            .as_ref()
+            .and_then(|s| s.observation.clone())
+            .unwrap_or_default(),
     });
     *status = s;
 }
 
 fn goal_reached(exp: &Experiment, trials: &[Trial]) -> bool {
-    let Some(objective) = exp.spec.objective.as_ref() else { return false };
-    let Some(goal) = objective.goal else { return false };
+    let Some(objective) = exp.spec.objective.as_ref() else {
+        return false;
+    };
+    let Some(goal) = objective.goal else {
+        return false;
+    };
     match optimal_trial(exp, trials) {
         Some((_, Some(best))) => {
             if objective.is_maximize() {
@@ -193,7 +209,14 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
     if !conditions::is_true(&status.conditions, ec::CREATED) {
         status.start_time = Some(now.to_string());
         status.completion_time = None;
-        conditions::set(&mut status.conditions, ec::CREATED, true, ec::REASON_CREATED, ec::MSG_CREATED, now);
+        conditions::set(
+            &mut status.conditions,
+            ec::CREATED,
+            true,
+            ec::REASON_CREATED,
+            ec::MSG_CREATED,
+            now,
+        );
     }
     status.last_reconcile_time = Some(now.to_string());
     summarize(exp, trials, &mut status);
@@ -211,16 +234,31 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
     if !already_done {
         let failed = (status.trials_failed + status.trial_metrics_unavailable) as usize;
         let terminal: Option<(&str, &str, String)> = if goal_reached(exp, trials) {
-            Some((ec::SUCCEEDED, ec::REASON_GOAL_REACHED, ec::MSG_GOAL_REACHED.into()))
+            Some((
+                ec::SUCCEEDED,
+                ec::REASON_GOAL_REACHED,
+                ec::MSG_GOAL_REACHED.into(),
+            ))
         } else if spec
             .max_failed_trial_count
             .is_some_and(|max| failed != 0 && failed >= max.max(0) as usize)
         {
             Some((ec::FAILED, ec::REASON_FAILED, ec::MSG_MAX_FAILED_REACHED.into()))
         } else if let Some(msg) = &suggestion.failed {
-            Some((ec::FAILED, ec::REASON_FAILED, format!("{}: {msg}", ec::MSG_SUGGESTION_FAILED)))
-        } else if spec.max_trial_count.is_some_and(|max| completed >= max.max(0) as usize) {
-            Some((ec::SUCCEEDED, ec::REASON_MAX_TRIALS_REACHED, ec::MSG_MAX_TRIALS_REACHED.into()))
+            Some((
+                ec::FAILED,
+                ec::REASON_FAILED,
+                format!("{}: {msg}", ec::MSG_SUGGESTION_FAILED),
+            ))
+        } else if spec
+            .max_trial_count
+            .is_some_and(|max| completed >= max.max(0) as usize)
+        {
+            Some((
+                ec::SUCCEEDED,
+                ec::REASON_MAX_TRIALS_REACHED,
+                ec::MSG_MAX_TRIALS_REACHED.into(),
+            ))
         } else if suggestion.exhausted && active == 0 {
             Some((
                 ec::SUCCEEDED,
@@ -239,7 +277,14 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
                 conditions::set_terminal(&mut status.conditions, type_, reason, &message, now);
                 status.completion_time = Some(now.to_string());
             }
-            None => conditions::set(&mut status.conditions, ec::RUNNING, true, ec::REASON_RUNNING, ec::MSG_RUNNING, now),
+            None => conditions::set(
+                &mut status.conditions,
+                ec::RUNNING,
+                true,
+                ec::REASON_RUNNING,
+                ec::MSG_RUNNING,
+                now,
+            ),
         }
     }
 
@@ -251,7 +296,12 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
             .filter(|t| !classify(t).is_completed())
             .filter_map(|t| t.metadata.name.clone())
             .collect();
-        return Decision { status, request: 0, kill, completed: true };
+        return Decision {
+            status,
+            request: 0,
+            kill,
+            completed: true,
+        };
     }
 
     let parallel = spec.parallel_trial_count.unwrap_or(3).max(1) as usize;
@@ -259,8 +309,17 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
         Some(max) => (max.max(0) as usize).saturating_sub(completed).min(parallel),
         None => parallel,
     };
-    let request = if suggestion.exhausted { 0 } else { required.saturating_sub(active) };
-    Decision { status, request, kill: Vec::new(), completed: false }
+    let request = if suggestion.exhausted {
+        0
+    } else {
+        required.saturating_sub(active)
+    };
+    Decision {
+        status,
+        request,
+        kill: Vec::new(),
+        completed: false,
+    }
 }
 
 /// Trials to send to the suggestion service: every trial except MetricsUnavailable ones

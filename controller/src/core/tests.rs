@@ -5,7 +5,13 @@ use katib_api::crd::{
     Condition, Metric, NameValue, ObjectMeta, ObjectiveSpec, Observation, TrialSpec, TrialStatus,
 };
 
-fn exp(max: Option<i32>, parallel: i32, max_failed: Option<i32>, goal: Option<f64>, maximize: bool) -> Experiment {
+fn exp(
+    max: Option<i32>,
+    parallel: i32,
+    max_failed: Option<i32>,
+    goal: Option<f64>,
+    maximize: bool,
+) -> Experiment {
     let mut e: Experiment = serde_json::from_value(serde_json::json!({
         "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
         "metadata": {"name": "e"},
@@ -25,22 +31,41 @@ fn exp(max: Option<i32>, parallel: i32, max_failed: Option<i32>, goal: Option<f6
 }
 
 fn trial(name: &str, cond: &str, acc: Option<&str>) -> Trial {
-    let mut conditions = vec![Condition { type_: "Created".into(), status: "True".into(), ..Default::default() }];
+    let mut conditions = vec![Condition {
+        type_: "Created".into(),
+        status: "True".into(),
+        ..Default::default()
+    }];
     if cond != "Created" {
-        conditions.push(Condition { type_: cond.into(), status: "True".into(), ..Default::default() });
+        conditions.push(Condition {
+            type_: cond.into(),
+            status: "True".into(),
+            ..Default::default()
+        });
     }
     Trial {
         api_version: String::new(),
         kind: String::new(),
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         spec: TrialSpec {
-            parameter_assignments: vec![NameValue { name: "x".into(), value: name.into() }],
+            parameter_assignments: vec![NameValue {
+                name: "x".into(),
+                value: name.into(),
+            }],
             ..Default::default()
         },
         status: Some(TrialStatus {
             conditions,
             observation: acc.map(|v| Observation {
-                metrics: vec![Metric { name: "acc".into(), min: v.into(), max: v.into(), latest: v.into() }],
+                metrics: vec![Metric {
+                    name: "acc".into(),
+                    min: v.into(),
+                    max: v.into(),
+                    latest: v.into(),
+                }],
             }),
             ..Default::default()
         }),
@@ -54,7 +79,12 @@ fn last_condition(d: &Decision) -> (&str, &str) {
 
 #[test]
 fn fresh_experiment_is_created_running_and_requests_parallel() {
-    let d = decide(&exp(Some(10), 3, None, None, true), &[], &SuggestionState::default(), "t0");
+    let d = decide(
+        &exp(Some(10), 3, None, None, true),
+        &[],
+        &SuggestionState::default(),
+        "t0",
+    );
     assert!(conditions::is_true(&d.status.conditions, ec::CREATED));
     assert_eq!(last_condition(&d), (ec::RUNNING, ec::REASON_RUNNING));
     assert_eq!(d.request, 3);
@@ -98,13 +128,19 @@ fn metrics_unavailable_counts_as_completed_so_max_is_never_exceeded() {
 #[test]
 fn max_trials_reached_succeeds_with_katib_reason() {
     let e = exp(Some(2), 2, None, None, true);
-    let trials = vec![trial("a", "Succeeded", Some("0.1")), trial("b", "Succeeded", Some("0.3"))];
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.1")),
+        trial("b", "Succeeded", Some("0.3")),
+    ];
     let d = decide(&e, &trials, &SuggestionState::default(), "t");
     assert!(d.completed);
     assert_eq!(last_condition(&d), (ec::SUCCEEDED, ec::REASON_MAX_TRIALS_REACHED));
     assert_eq!(d.status.trials, 2);
     assert_eq!(d.status.trials_succeeded, 2);
-    assert_eq!(d.status.current_optimal_trial.as_ref().unwrap().best_trial_name, "b");
+    assert_eq!(
+        d.status.current_optimal_trial.as_ref().unwrap().best_trial_name,
+        "b"
+    );
     assert_eq!(d.status.completion_time.as_deref(), Some("t"));
     // Running was never set (it completed in the first pass), so there is nothing to flip.
     assert!(!conditions::is_true(&d.status.conditions, ec::RUNNING));
@@ -113,7 +149,10 @@ fn max_trials_reached_succeeds_with_katib_reason() {
 #[test]
 fn goal_reached_minimize_and_maximize() {
     let e = exp(Some(10), 2, None, Some(0.2), false);
-    let trials = vec![trial("a", "Succeeded", Some("0.5")), trial("b", "Succeeded", Some("0.2"))];
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.5")),
+        trial("b", "Succeeded", Some("0.2")),
+    ];
     let d = decide(&e, &trials, &SuggestionState::default(), "t");
     assert_eq!(last_condition(&d), (ec::SUCCEEDED, ec::REASON_GOAL_REACHED));
 
@@ -124,7 +163,11 @@ fn goal_reached_minimize_and_maximize() {
     let trials = vec![trial("a", "Succeeded", Some("0.95")), trial("b", "Running", None)];
     let d = decide(&e, &trials, &SuggestionState::default(), "t");
     assert!(d.completed);
-    assert_eq!(d.kill, vec!["b".to_string()], "running trials are stopped when the experiment completes");
+    assert_eq!(
+        d.kill,
+        vec!["b".to_string()],
+        "running trials are stopped when the experiment completes"
+    );
 }
 
 #[test]
@@ -137,9 +180,22 @@ fn max_failed_counts_metrics_unavailable_and_zero_fails_at_first() {
     assert_eq!(d.status.trial_metrics_unavailable, 1);
 
     let e = exp(Some(10), 2, Some(0), None, true);
-    let d = decide(&e, &[trial("a", "Succeeded", Some("1"))], &SuggestionState::default(), "t");
-    assert!(!d.completed, "maxFailedTrialCount 0 with no failure keeps running");
-    let d = decide(&e, &[trial("a", "Failed", None)], &SuggestionState::default(), "t");
+    let d = decide(
+        &e,
+        &[trial("a", "Succeeded", Some("1"))],
+        &SuggestionState::default(),
+        "t",
+    );
+    assert!(
+        !d.completed,
+        "maxFailedTrialCount 0 with no failure keeps running"
+    );
+    let d = decide(
+        &e,
+        &[trial("a", "Failed", None)],
+        &SuggestionState::default(),
+        "t",
+    );
     assert_eq!(last_condition(&d), (ec::FAILED, ec::REASON_FAILED));
 }
 
@@ -154,23 +210,42 @@ fn goal_takes_precedence_over_failures() {
 #[test]
 fn exhaustion_waits_for_active_trials_then_succeeds() {
     let e = exp(Some(100), 3, None, None, true);
-    let s = SuggestionState { exhausted: true, failed: None };
+    let s = SuggestionState {
+        exhausted: true,
+        failed: None,
+    };
     let trials = vec![trial("a", "Succeeded", Some("0.1")), trial("b", "Running", None)];
     let d = decide(&e, &trials, &s, "t");
     assert!(!d.completed);
     assert_eq!(d.request, 0);
-    let trials = vec![trial("a", "Succeeded", Some("0.1")), trial("b", "Succeeded", Some("0.2"))];
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.1")),
+        trial("b", "Succeeded", Some("0.2")),
+    ];
     let d = decide(&e, &trials, &s, "t");
-    assert_eq!(last_condition(&d), (ec::SUCCEEDED, ec::REASON_SUGGESTION_END_REACHED));
+    assert_eq!(
+        last_condition(&d),
+        (ec::SUCCEEDED, ec::REASON_SUGGESTION_END_REACHED)
+    );
 }
 
 #[test]
 fn suggestion_failure_fails_the_experiment() {
     let e = exp(Some(10), 3, None, None, true);
-    let s = SuggestionState { exhausted: false, failed: Some("bad setting".into()) };
+    let s = SuggestionState {
+        exhausted: false,
+        failed: Some("bad setting".into()),
+    };
     let d = decide(&e, &[], &s, "t");
     assert_eq!(last_condition(&d), (ec::FAILED, ec::REASON_FAILED));
-    assert!(d.status.conditions.last().unwrap().message.contains("bad setting"));
+    assert!(
+        d.status
+            .conditions
+            .last()
+            .unwrap()
+            .message
+            .contains("bad setting")
+    );
 }
 
 #[test]
@@ -211,9 +286,18 @@ fn optimal_trial_strictly_better_and_string_metric_wins() {
         trial("b", "Succeeded", Some("0.5")),
         trial("c", "Succeeded", Some("0.7")),
     ];
-    assert_eq!(optimal_trial(&e, &trials).unwrap().0.metadata.name.as_deref(), Some("a"));
-    let trials = vec![trial("a", "Succeeded", Some("0.5")), trial("g", "Succeeded", Some("Genotype(x)"))];
-    assert_eq!(optimal_trial(&e, &trials).unwrap().0.metadata.name.as_deref(), Some("g"));
+    assert_eq!(
+        optimal_trial(&e, &trials).unwrap().0.metadata.name.as_deref(),
+        Some("a")
+    );
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.5")),
+        trial("g", "Succeeded", Some("Genotype(x)")),
+    ];
+    assert_eq!(
+        optimal_trial(&e, &trials).unwrap().0.metadata.name.as_deref(),
+        Some("g")
+    );
 }
 
 #[test]

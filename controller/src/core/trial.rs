@@ -54,8 +54,16 @@ pub fn new_trial(
             metrics_collector: exp.spec.metrics_collector_spec.clone(),
             primary_pod_labels: template.primary_pod_labels.clone(),
             primary_container_name: template.primary_container_name.clone(),
-            success_condition: if both_conditions { template.success_condition.clone() } else { String::new() },
-            failure_condition: if both_conditions { template.failure_condition.clone() } else { String::new() },
+            success_condition: if both_conditions {
+                template.success_condition.clone()
+            } else {
+                String::new()
+            },
+            failure_condition: if both_conditions {
+                template.failure_condition.clone()
+            } else {
+                String::new()
+            },
             labels: BTreeMap::new(),
         },
         status: None,
@@ -81,7 +89,9 @@ pub fn observation_from_logs(trial: &Trial, logs: &[pb::MetricLog]) -> Option<Ob
     let mut any = false;
     for log in logs {
         let Some(m) = &log.metric else { continue };
-        let Some(i) = names.iter().position(|n| *n == m.name) else { continue };
+        let Some(i) = names.iter().position(|n| *n == m.name) else {
+            continue;
+        };
         any = true;
         let entry = &mut metrics[i];
         if let Ok(v) = m.value.trim().parse::<f64>() {
@@ -106,9 +116,14 @@ pub fn observation_from_logs(trial: &Trial, logs: &[pb::MetricLog]) -> Option<Ob
 pub enum JobOutcome {
     Running,
     Succeeded,
-    Failed { reason: String, message: String },
+    Failed {
+        reason: String,
+        message: String,
+    },
     /// Stopped by the runtime because the experiment completed or the user interrupted.
-    Killed { message: String },
+    Killed {
+        message: String,
+    },
 }
 
 fn status_mut(trial: &mut Trial) -> &mut TrialStatus {
@@ -121,7 +136,14 @@ pub fn mark_created(trial: &mut Trial, now: &str) {
     if !conditions::is_true(&s.conditions, tc::CREATED) {
         s.start_time = Some(now.to_string());
         s.completion_time = None;
-        conditions::set(&mut s.conditions, tc::CREATED, true, tc::REASON_CREATED, tc::MSG_CREATED, now);
+        conditions::set(
+            &mut s.conditions,
+            tc::CREATED,
+            true,
+            tc::REASON_CREATED,
+            tc::MSG_CREATED,
+            now,
+        );
     }
 }
 
@@ -152,11 +174,20 @@ pub fn apply_outcome(trial: &mut Trial, outcome: &JobOutcome, observation: Optio
     match outcome {
         JobOutcome::Running => {
             if !conditions::is_true(&s.conditions, tc::RUNNING) && !early_stopped {
-                conditions::set(&mut s.conditions, tc::RUNNING, true, tc::REASON_RUNNING, tc::MSG_RUNNING, now);
+                conditions::set(
+                    &mut s.conditions,
+                    tc::RUNNING,
+                    true,
+                    tc::REASON_RUNNING,
+                    tc::MSG_RUNNING,
+                    now,
+                );
             }
         }
         JobOutcome::Succeeded if early_stopped => {}
-        JobOutcome::Succeeded if has_obs => terminal(s, tc::SUCCEEDED, tc::REASON_SUCCEEDED, tc::MSG_SUCCEEDED),
+        JobOutcome::Succeeded if has_obs => {
+            terminal(s, tc::SUCCEEDED, tc::REASON_SUCCEEDED, tc::MSG_SUCCEEDED)
+        }
         JobOutcome::Succeeded => terminal(
             s,
             tc::METRICS_UNAVAILABLE,
@@ -185,7 +216,10 @@ mod tests {
     fn log(t: &str, name: &str, v: &str) -> pb::MetricLog {
         pb::MetricLog {
             time_stamp: t.into(),
-            metric: Some(pb::Metric { name: name.into(), value: v.into() }),
+            metric: Some(pb::Metric {
+                name: name.into(),
+                value: v.into(),
+            }),
         }
     }
 
@@ -193,7 +227,10 @@ mod tests {
         Trial {
             api_version: API_VERSION.into(),
             kind: "Trial".into(),
-            metadata: ObjectMeta { name: Some("t".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("t".into()),
+                ..Default::default()
+            },
             spec: TrialSpec {
                 objective: Some(ObjectiveSpec {
                     type_: "maximize".into(),
@@ -217,7 +254,10 @@ mod tests {
         ];
         let o = observation_from_logs(&trial(), &logs).unwrap();
         let acc = o.metric("acc").unwrap();
-        assert_eq!((acc.min.as_str(), acc.max.as_str(), acc.latest.as_str()), ("0.5", "0.9", "0.7"));
+        assert_eq!(
+            (acc.min.as_str(), acc.max.as_str(), acc.latest.as_str()),
+            ("0.5", "0.9", "0.7")
+        );
         let loss = o.metric("loss").unwrap();
         assert_eq!(loss.latest, UNAVAILABLE);
         assert!(observation_from_logs(&trial(), &[log("2024-01-01T00:00:03Z", "x", "1")]).is_none());
@@ -232,7 +272,10 @@ mod tests {
         ];
         let o = observation_from_logs(&trial(), &logs).unwrap();
         let acc = o.metric("acc").unwrap();
-        assert_eq!((acc.min.as_str(), acc.max.as_str(), acc.latest.as_str()), ("0.5", "0.6", "genotype"));
+        assert_eq!(
+            (acc.min.as_str(), acc.max.as_str(), acc.latest.as_str()),
+            ("0.5", "0.6", "genotype")
+        );
     }
 
     #[test]
@@ -240,7 +283,10 @@ mod tests {
         let mut t = trial();
         mark_created(&mut t, "t0");
         apply_outcome(&mut t, &JobOutcome::Running, None, "t1");
-        assert!(conditions::is_true(&t.status.as_ref().unwrap().conditions, tc::RUNNING));
+        assert!(conditions::is_true(
+            &t.status.as_ref().unwrap().conditions,
+            tc::RUNNING
+        ));
 
         let mut ok = t.clone();
         let obs = observation_from_logs(&ok, &[log("2024-01-01T00:00:00Z", "acc", "0.5")]);
@@ -252,12 +298,18 @@ mod tests {
 
         let mut mu = t.clone();
         apply_outcome(&mut mu, &JobOutcome::Succeeded, None, "t2");
-        assert_eq!(mu.status.as_ref().unwrap().conditions.last().unwrap().type_, tc::METRICS_UNAVAILABLE);
+        assert_eq!(
+            mu.status.as_ref().unwrap().conditions.last().unwrap().type_,
+            tc::METRICS_UNAVAILABLE
+        );
 
         let mut f = t.clone();
         apply_outcome(
             &mut f,
-            &JobOutcome::Failed { reason: "ExitCode".into(), message: "exit code 1".into() },
+            &JobOutcome::Failed {
+                reason: "ExitCode".into(),
+                message: "exit code 1".into(),
+            },
             None,
             "t2",
         );

@@ -30,9 +30,9 @@ enum Kind {
 #[derive(Clone, Debug)]
 pub struct CollectSpec {
     kind: Kind,
-    metric_names: Vec<String>,
-    objective_type: ObjectiveType,
-    filters: Vec<String>,
+    /// Parsers are compiled once per experiment (regex compilation is the most expensive
+    /// step of starting a trial) and cloned per trial with the trial's name.
+    template: Option<CollectorConfig>,
 }
 
 impl CollectSpec {
@@ -46,7 +46,10 @@ impl CollectSpec {
             "StdOut" => Kind::StdOut,
             "File" => {
                 let fsp = source.file_system_path.unwrap_or_default();
-                Kind::File { path: fsp.path, json: fsp.format == "JSON" }
+                Kind::File {
+                    path: fsp.path,
+                    json: fsp.format == "JSON",
+                }
             }
             "Push" => Kind::Push,
             other => {
@@ -56,24 +59,28 @@ impl CollectSpec {
                 ));
             }
         };
-        // Katib validates filters in the webhook; check them once here too so a bad one
-        // fails the run up front rather than every trial.
-        if kind == Kind::StdOut || matches!(kind, Kind::File { json: false, .. }) {
-            CollectorConfig::text("check", objective.all_metric_names(), ObjectiveType::Maximize, &filters)
-                .map_err(|e| format!("spec.metricsCollectorSpec.source.filter.metricsFormat: {e}"))?;
-        }
-        Ok(CollectSpec {
-            kind,
-            metric_names: objective.all_metric_names(),
-            objective_type: ObjectiveType::from_katib(&objective.type_).unwrap_or(ObjectiveType::Minimize),
-            filters,
-        })
+        let names = objective.all_metric_names();
+        let objective_type = ObjectiveType::from_katib(&objective.type_).unwrap_or(ObjectiveType::Minimize);
+        let template = match &kind {
+            Kind::Push => None,
+            Kind::File { json: true, .. } => Some(CollectorConfig::json("", names, objective_type)),
+            _ => Some(
+                CollectorConfig::text("", names, objective_type, &filters)
+                    .map_err(|e| format!("spec.metricsCollectorSpec.source.filter.metricsFormat: {e}"))?,
+            ),
+        };
+        Ok(CollectSpec { kind, template })
     }
 
     /// Rewrites the container's metrics-file path to a per-trial local file.
     pub fn localize(&self, mut command: LocalCommand, trial_dir: &Path) -> (LocalCommand, Option<PathBuf>) {
-        let Kind::File { path, .. } = &self.kind else { return (command, None) };
-        let name = Path::new(path).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "metrics.log".into());
+        let Kind::File { path, .. } = &self.kind else {
+            return (command, None);
+        };
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "metrics.log".into());
         let local = trial_dir.join("metrics").join(name);
         let local_s = local.display().to_string();
         for a in &mut command.argv {
@@ -86,14 +93,10 @@ impl CollectSpec {
     }
 
     fn collector(&self, trial: &str, channel: Channel) -> Result<Option<Collector>, String> {
-        let config = match &self.kind {
-            Kind::Push => return Ok(None),
-            Kind::File { json: true, .. } => {
-                CollectorConfig::json(trial, self.metric_names.clone(), self.objective_type)
-            }
-            _ => CollectorConfig::text(trial, self.metric_names.clone(), self.objective_type, &self.filters)
-                .map_err(|e| e.to_string())?,
+        let Some(mut config) = self.template.clone() else {
+            return Ok(None);
         };
+        config.trial_name = trial.to_string();
         let sink = Arc::new(DbManagerSink::from_channel(channel, "db-manager"));
         Collector::new(config, sink).map(Some).map_err(|e| e.to_string())
     }
@@ -112,18 +115,19 @@ pub async fn run_collected(
     let collector = match collect.collector(trial, channel) {
         Ok(c) => c,
         Err(e) => {
-            return ProcessExit::SpawnFailed { reason: "CollectorError".into(), message: e };
+            return ProcessExit::SpawnFailed {
+                reason: "CollectorError".into(),
+                message: e,
+            };
         }
     };
-    if let Some(f) = &metrics_file {
-        if let Some(dir) = f.parent() {
-            if let Err(e) = tokio::fs::create_dir_all(dir).await {
-                return ProcessExit::SpawnFailed {
-                    reason: "CollectorError".into(),
-                    message: format!("cannot create {}: {e}", dir.display()),
-                };
-            }
-        }
+    if let Some(dir) = metrics_file.as_ref().and_then(|f| f.parent())
+        && let Err(e) = tokio::fs::create_dir_all(dir).await
+    {
+        return ProcessExit::SpawnFailed {
+            reason: "CollectorError".into(),
+            message: format!("cannot create {}: {e}", dir.display()),
+        };
     }
     let (line_tx, mut line_rx) = mpsc::channel::<String>(1024);
     let proc = tokio::spawn(process::run(spec, line_tx, stop));
@@ -159,5 +163,8 @@ pub async fn run_collected(
             proc.await
         }
     };
-    exit.unwrap_or_else(|e| ProcessExit::Failed { reason: "InternalError".into(), message: e.to_string() })
+    exit.unwrap_or_else(|e| ProcessExit::Failed {
+        reason: "InternalError".into(),
+        message: e.to_string(),
+    })
 }

@@ -8,5 +8,5 @@
 
 pub mod collect;
 pub mod process;
-pub mod runner;
 pub mod render;
+pub mod runner;

@@ -41,14 +41,21 @@ fn last_lines(tail: &std::collections::VecDeque<String>) -> String {
     if tail.is_empty() {
         "the trial printed nothing".into()
     } else {
-        format!("last output: {}", tail.iter().cloned().collect::<Vec<_>>().join(" | "))
+        format!(
+            "last output: {}",
+            tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+        )
     }
 }
 
 /// Spawns the trial and runs it to the end. Every output line (stdout and stderr merged,
 /// in arrival order) is appended to `log_path` and sent on `lines`. Sending on `stop`
 /// (or dropping it) stops the process group: SIGTERM, then SIGKILL after [`STOP_GRACE`].
-pub async fn run(spec: ProcessSpec, lines: mpsc::Sender<String>, mut stop: oneshot::Receiver<()>) -> ProcessExit {
+pub async fn run(
+    spec: ProcessSpec,
+    lines: mpsc::Sender<String>,
+    mut stop: oneshot::Receiver<()>,
+) -> ProcessExit {
     let argv0 = spec.command.argv[0].clone();
     let mut cmd = Command::new(&argv0);
     cmd.args(&spec.command.argv[1..])
@@ -82,12 +89,18 @@ pub async fn run(spec: ProcessSpec, lines: mpsc::Sender<String>, mut stop: onesh
                     ),
                 )
             } else if e.kind() == std::io::ErrorKind::PermissionDenied {
-                ("PermissionDenied", format!("command \"{argv0}\" is not executable: {e}"))
+                (
+                    "PermissionDenied",
+                    format!("command \"{argv0}\" is not executable: {e}"),
+                )
             } else {
                 ("SpawnError", format!("cannot start \"{argv0}\": {e}"))
             };
             let _ = log.write_all(format!("katib: {message}\n").as_bytes()).await;
-            return ProcessExit::SpawnFailed { reason: reason.into(), message };
+            return ProcessExit::SpawnFailed {
+                reason: reason.into(),
+                message,
+            };
         }
     };
     let pgid = child.id().map(|p| p as i32);
@@ -123,8 +136,8 @@ pub async fn run(spec: ProcessSpec, lines: mpsc::Sender<String>, mut stop: onesh
                 status = Some(st);
                 // A grandchild may keep the pipes open; stop the whole group once the
                 // trainer itself has exited so the trial can end.
-                if output_open {
-                    if let Some(pg) = pgid { signal_group(pg, nix::sys::signal::Signal::SIGTERM); }
+                if output_open && let Some(pg) = pgid {
+                    signal_group(pg, nix::sys::signal::Signal::SIGTERM);
                 }
             }
             _ = &mut stop, if !stopped && status.is_none() => {
@@ -166,11 +179,20 @@ pub async fn run(spec: ProcessSpec, lines: mpsc::Sender<String>, mut stop: onesh
                     reason: "Signal".into(),
                     message: format!("killed by signal {sig}; {}", last_lines(&tail)),
                 },
-                _ => ProcessExit::Failed { reason: "Error".into(), message: last_lines(&tail) },
+                _ => ProcessExit::Failed {
+                    reason: "Error".into(),
+                    message: last_lines(&tail),
+                },
             }
         }
-        Some(Err(e)) => ProcessExit::Failed { reason: "WaitError".into(), message: e.to_string() },
-        None => ProcessExit::Failed { reason: "Error".into(), message: "the process vanished".into() },
+        Some(Err(e)) => ProcessExit::Failed {
+            reason: "WaitError".into(),
+            message: e.to_string(),
+        },
+        None => ProcessExit::Failed {
+            reason: "Error".into(),
+            message: "the process vanished".into(),
+        },
     }
 }
 
@@ -178,7 +200,11 @@ async fn open_log(path: &Path) -> std::io::Result<tokio::fs::File> {
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await?;
     }
-    tokio::fs::OpenOptions::new().create(true).append(true).open(path).await
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
 }
 
 async fn pump<R: tokio::io::AsyncBufRead + Unpin>(mut r: R, tx: mpsc::Sender<String>) {
@@ -209,7 +235,10 @@ mod tests {
 
     fn spec(dir: &Path, argv: &[&str]) -> ProcessSpec {
         ProcessSpec {
-            command: LocalCommand { argv: argv.iter().map(|s| s.to_string()).collect(), ..Default::default() },
+            command: LocalCommand {
+                argv: argv.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
             work_dir: dir.to_path_buf(),
             log_path: dir.join("t/stdout.log"),
             extra_env: vec![("KATIB_TRIAL_NAME".into(), "t1".into())],
@@ -221,7 +250,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let (_stop_tx, stop) = oneshot::channel();
-        let s = spec(dir.path(), &["sh", "-c", "echo loss=1 $KATIB_TRIAL_NAME; echo err >&2; exit 3"]);
+        let s = spec(
+            dir.path(),
+            &["sh", "-c", "echo loss=1 $KATIB_TRIAL_NAME; echo err >&2; exit 3"],
+        );
         let exit = run(s, tx, stop).await;
         let mut got = Vec::new();
         while let Ok(l) = rx.try_recv() {

@@ -7,6 +7,7 @@
 //! the result is parsed back and its `metadata.name`/`namespace` set to the trial's.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use katib_api::crd::{Experiment, ParameterAssignment};
 use regex::Regex;
@@ -17,7 +18,9 @@ use serde_json::Value;
 pub enum RenderError {
     #[error("spec.trialTemplate.trialSpec is missing; the local runtime needs an inline trial template")]
     NoTemplate,
-    #[error("trial parameter \"{name}\" references \"{reference}\", which is not a parameter assignment of this trial")]
+    #[error(
+        "trial parameter \"{name}\" references \"{reference}\", which is not a parameter assignment of this trial"
+    )]
     UnknownReference { name: String, reference: String },
     #[error("trial parameter \"{name}\": {problem}")]
     MetaReference { name: String, problem: String },
@@ -58,8 +61,12 @@ pub fn render_run_spec(
     let namespace = exp.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     // Serialising a serde_json::Value cannot fail.
     let mut text = serde_json::to_string(spec).unwrap_or_default();
-    let meta_re = Regex::new(r"^\$\{trialSpec\.(.+?)\}$").expect("static regex");
-    let indexed_re = Regex::new(r"^(.+)\[(.+)\]$").expect("static regex");
+    // Compiled once per process: rendering runs for every trial.
+    static META_RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\$\{trialSpec\.(.+?)\}$").expect("static regex"));
+    static INDEXED_RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(.+)\[(.+)\]$").expect("static regex"));
+    let (meta_re, indexed_re) = (&*META_RE, &*INDEXED_RE);
     for p in template.trial_parameters.iter().flatten() {
         let value = if let Some(c) = meta_re.captures(&p.reference) {
             let field = &c[1];
@@ -67,8 +74,16 @@ pub fn render_run_spec(
             match field {
                 "Name" => trial_name.to_string(),
                 "Namespace" => namespace.clone(),
-                "Kind" => spec.get("kind").and_then(Value::as_str).unwrap_or_default().to_string(),
-                "APIVersion" => spec.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+                "Kind" => spec
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                "APIVersion" => spec
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 other => {
                     let Some(ic) = indexed_re.captures(other) else {
                         return Err(RenderError::MetaReference {
@@ -109,7 +124,9 @@ pub fn render_run_spec(
     }
     let mut job: Value = serde_json::from_str(&text).map_err(RenderError::Json)?;
     if let Some(obj) = job.as_object_mut() {
-        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Some(m) = meta.as_object_mut() {
             m.insert("name".into(), Value::String(trial_name.into()));
             m.insert("namespace".into(), Value::String(namespace));
@@ -133,9 +150,16 @@ fn pod_specs(job: &Value) -> Vec<&Value> {
             if !key.ends_with("ReplicaSpecs") {
                 continue;
             }
-            let Some(replicas) = replicas.as_object() else { continue };
+            let Some(replicas) = replicas.as_object() else {
+                continue;
+            };
             let mut names: Vec<&String> = replicas.keys().collect();
-            names.sort_by_key(|n| REPLICA_PREFERENCE.iter().position(|p| p == n).unwrap_or(usize::MAX));
+            names.sort_by_key(|n| {
+                REPLICA_PREFERENCE
+                    .iter()
+                    .position(|p| p == n)
+                    .unwrap_or(usize::MAX)
+            });
             for n in names {
                 if let Some(ps) = replicas[n].pointer("/template/spec") {
                     out.push(ps);
@@ -150,10 +174,12 @@ fn find_container<'a>(job: &'a Value, name: &str) -> Option<&'a Value> {
     fn walk<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
         match v {
             Value::Object(m) => {
-                if let Some(Value::Array(cs)) = m.get("containers") {
-                    if let Some(c) = cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(name)) {
-                        return Some(c);
-                    }
+                if let Some(Value::Array(cs)) = m.get("containers")
+                    && let Some(c) = cs
+                        .iter()
+                        .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+                {
+                    return Some(c);
                 }
                 m.values().find_map(|x| walk(x, name))
             }
@@ -162,10 +188,12 @@ fn find_container<'a>(job: &'a Value, name: &str) -> Option<&'a Value> {
         }
     }
     for ps in pod_specs(job) {
-        if let Some(Value::Array(cs)) = ps.get("containers") {
-            if let Some(c) = cs.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(name)) {
-                return Some(c);
-            }
+        if let Some(Value::Array(cs)) = ps.get("containers")
+            && let Some(c) = cs
+                .iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+        {
+            return Some(c);
         }
     }
     walk(job, name)
@@ -198,8 +226,15 @@ pub fn local_command(job: &Value, primary_container: &str) -> Result<LocalComman
     let mut env = Vec::new();
     let mut skipped_env = Vec::new();
     let mut resolved: BTreeMap<String, String> = BTreeMap::new();
-    for e in container.get("env").and_then(Value::as_array).into_iter().flatten() {
-        let Some(name) = e.get("name").and_then(Value::as_str) else { continue };
+    for e in container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = e.get("name").and_then(Value::as_str) else {
+            continue;
+        };
         match e.get("value") {
             Some(Value::String(v)) => {
                 // Kubernetes expands $(VAR) references to earlier entries.
@@ -215,7 +250,11 @@ pub fn local_command(job: &Value, primary_container: &str) -> Result<LocalComman
             _ => env.push((name.to_string(), String::new())),
         }
     }
-    Ok(LocalCommand { argv, env, skipped_env })
+    Ok(LocalCommand {
+        argv,
+        env,
+        skipped_env,
+    })
 }
 
 #[cfg(test)]
@@ -236,7 +275,10 @@ mod tests {
     }
 
     fn a(name: &str, value: &str) -> ParameterAssignment {
-        ParameterAssignment { name: name.into(), value: value.into() }
+        ParameterAssignment {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 
     #[test]
@@ -263,8 +305,14 @@ mod tests {
         assert_eq!(job["metadata"]["name"], "e-abc");
         assert_eq!(job["metadata"]["namespace"], "ns");
         let cmd = local_command(&job, "training-container").unwrap();
-        assert_eq!(cmd.argv, vec!["python3", "train.py", "--lr=0.01", "--name=e-abc", "--team=ml"]);
-        assert_eq!(cmd.env, vec![("A".into(), "1".into()), ("B".into(), "1-x".into())]);
+        assert_eq!(
+            cmd.argv,
+            vec!["python3", "train.py", "--lr=0.01", "--name=e-abc", "--team=ml"]
+        );
+        assert_eq!(
+            cmd.env,
+            vec![("A".into(), "1".into()), ("B".into(), "1-x".into())]
+        );
         assert_eq!(cmd.skipped_env, vec!["C".to_string()]);
     }
 
@@ -291,14 +339,23 @@ mod tests {
                 "spec": {"template": {"spec": {"containers": [{"name": "other", "image": "x"}]}}}}),
             serde_json::json!([{"name": "x", "reference": "missing"}]),
         );
-        assert!(matches!(render_run_spec(&e, "t", &[]), Err(RenderError::UnknownReference { .. })));
+        assert!(matches!(
+            render_run_spec(&e, "t", &[]),
+            Err(RenderError::UnknownReference { .. })
+        ));
         let e = exp(
             serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
                 "spec": {"template": {"spec": {"containers": [{"name": "other", "image": "x"}]}}}}),
             serde_json::json!([]),
         );
         let job = render_run_spec(&e, "t", &[]).unwrap();
-        assert!(matches!(local_command(&job, "training-container"), Err(RenderError::NoPrimaryContainer(_))));
-        assert!(matches!(local_command(&job, "other"), Err(RenderError::NoCommand(_))));
+        assert!(matches!(
+            local_command(&job, "training-container"),
+            Err(RenderError::NoPrimaryContainer(_))
+        ));
+        assert!(matches!(
+            local_command(&job, "other"),
+            Err(RenderError::NoCommand(_))
+        ));
     }
 }

@@ -19,7 +19,9 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use super::collect::{self, CollectSpec};
 use super::process::{ProcessExit, ProcessSpec};
 use super::render;
-use crate::core::trial::{JobOutcome, apply_outcome, mark_created, new_trial, observation_from_logs, random_trial_name};
+use crate::core::trial::{
+    JobOutcome, apply_outcome, mark_created, new_trial, observation_from_logs, random_trial_name,
+};
 use crate::core::{self, SuggestionState, TrialClass};
 
 /// Where the local runtime finds its services and puts its files.
@@ -42,10 +44,22 @@ pub struct LocalConfig {
 /// Progress events, for the CLI's display.
 #[derive(Clone, Debug)]
 pub enum Event {
-    TrialStarted { name: String, assignments: Vec<ParameterAssignment> },
-    TrialFinished { name: String, class: TrialClass, objective: Option<String>, message: String },
-    Status { experiment: Box<Experiment> },
-    Exhausted { suggested: usize },
+    TrialStarted {
+        name: String,
+        assignments: Vec<ParameterAssignment>,
+    },
+    TrialFinished {
+        name: String,
+        class: TrialClass,
+        objective: Option<String>,
+        message: String,
+    },
+    Status {
+        experiment: Box<Experiment>,
+    },
+    Exhausted {
+        suggested: usize,
+    },
 }
 
 /// The result of a local run.
@@ -61,9 +75,15 @@ pub struct RunOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("cannot connect to the suggestion service at {addr}: {source}")]
-    ConnectSuggestion { addr: String, source: tonic::transport::Error },
+    ConnectSuggestion {
+        addr: String,
+        source: tonic::transport::Error,
+    },
     #[error("cannot connect to db-manager at {addr}: {source}")]
-    ConnectDbManager { addr: String, source: tonic::transport::Error },
+    ConnectDbManager {
+        addr: String,
+        source: tonic::transport::Error,
+    },
     #[error("the suggestion service rejected the experiment's algorithm settings: {0}")]
     InvalidSettings(String),
     #[error("the suggestion service at {addr} is unavailable: {message}")]
@@ -87,6 +107,9 @@ struct Running {
 struct Finished {
     name: String,
     exit: ProcessExit,
+    /// The trial's observation logs, read by its own task so completions are read in
+    /// parallel rather than one by one in the experiment loop.
+    logs: Vec<pb::MetricLog>,
 }
 
 /// Runs `exp` (already defaulted and validated) to completion or until `shutdown` fires.
@@ -100,21 +123,32 @@ pub async fn run_experiment(
     let span = info_span!("experiment", experiment = %exp_name);
     async move {
         let collect_spec = CollectSpec::from_experiment(&exp).map_err(RunError::Unsupported)?;
-        let sugg_channel = connect(&cfg.suggestion_addr)
-            .await
-            .map_err(|source| RunError::ConnectSuggestion { addr: cfg.suggestion_addr.clone(), source })?;
+        let sugg_channel =
+            connect(&cfg.suggestion_addr)
+                .await
+                .map_err(|source| RunError::ConnectSuggestion {
+                    addr: cfg.suggestion_addr.clone(),
+                    source,
+                })?;
         let mut suggestions = SuggestionClient::new(sugg_channel)
             .max_decoding_message_size(i32::MAX as usize)
             .max_encoding_message_size(i32::MAX as usize);
-        let db_channel = connect(&cfg.db_manager_addr)
-            .await
-            .map_err(|source| RunError::ConnectDbManager { addr: cfg.db_manager_addr.clone(), source })?;
+        let db_channel =
+            connect(&cfg.db_manager_addr)
+                .await
+                .map_err(|source| RunError::ConnectDbManager {
+                    addr: cfg.db_manager_addr.clone(),
+                    source,
+                })?;
         let mut db = DbManagerClient::new(db_channel.clone()).max_decoding_message_size(i32::MAX as usize);
 
         validate_settings(&mut suggestions, &exp, &cfg).await?;
         tokio::fs::create_dir_all(&cfg.run_dir)
             .await
-            .map_err(|source| RunError::Write { path: cfg.run_dir.clone(), source })?;
+            .map_err(|source| RunError::Write {
+                path: cfg.run_dir.clone(),
+                source,
+            })?;
 
         let mut rng = match cfg.seed {
             Some(s) => rand::rngs::StdRng::seed_from_u64(s),
@@ -134,13 +168,13 @@ pub async fn run_experiment(
             let now = now_rfc3339();
             let decision = core::decide(&exp, &trials, &state, &now);
             exp.status = Some(decision.status.clone());
-            let _ = events.send(Event::Status { experiment: Box::new(exp.clone()) });
+            let _ = events.send(Event::Status {
+                experiment: Box::new(exp.clone()),
+            });
             for name in &decision.kill {
-                if let Some(r) = running.get_mut(name) {
-                    if let Some(stop) = r.stop.take() {
-                        info!(trial = %name, "stopping trial: the experiment has completed");
-                        let _ = stop.send(());
-                    }
+                if let Some(stop) = running.get_mut(name).and_then(|r| r.stop.take()) {
+                    info!(trial = %name, "stopping trial: the experiment has completed");
+                    let _ = stop.send(());
                 }
             }
             if (decision.completed || interrupted) && running.is_empty() {
@@ -151,7 +185,10 @@ pub async fn run_experiment(
                 total_requested += want;
                 let req = pb::GetSuggestionsRequest {
                     experiment: Some(experiment_to_pb(&exp, &overrides)),
-                    trials: core::trials_for_suggestion(&exp, &trials).into_iter().map(trial_to_pb).collect(),
+                    trials: core::trials_for_suggestion(&exp, &trials)
+                        .into_iter()
+                        .map(trial_to_pb)
+                        .collect(),
                     current_request_number: want,
                     total_request_number: total_requested,
                 };
@@ -161,7 +198,10 @@ pub async fn run_experiment(
                             let returned: Vec<AlgorithmSetting> = alg
                                 .algorithm_settings
                                 .iter()
-                                .map(|s| AlgorithmSetting { name: s.name.clone(), value: s.value.clone() })
+                                .map(|s| AlgorithmSetting {
+                                    name: s.name.clone(),
+                                    value: s.value.clone(),
+                                })
                                 .collect();
                             overrides = merge_settings(&overrides, &returned);
                         }
@@ -170,7 +210,9 @@ pub async fn run_experiment(
                             info!(requested = want, returned = got, "the search space is exhausted");
                             state.exhausted = true;
                             total_requested -= want - got as i32;
-                            let _ = events.send(Event::Exhausted { suggested: trials.len() + got });
+                            let _ = events.send(Event::Exhausted {
+                                suggested: trials.len() + got,
+                            });
                         }
                         for pa in reply.parameter_assignments.into_iter().take(want as usize) {
                             let name = if pa.trial_name.is_empty() {
@@ -181,7 +223,10 @@ pub async fn run_experiment(
                             let assignments: Vec<ParameterAssignment> = pa
                                 .assignments
                                 .iter()
-                                .map(|a| ParameterAssignment { name: a.name.clone(), value: a.value.clone() })
+                                .map(|a| ParameterAssignment {
+                                    name: a.name.clone(),
+                                    value: a.value.clone(),
+                                })
                                 .collect();
                             let labels = pa.labels.into_iter().collect();
                             let (trial, handle) = start_trial(
@@ -201,11 +246,9 @@ pub async fn run_experiment(
                             });
                             index.insert(name.clone(), trials.len());
                             trials.push(trial);
-                            match handle {
-                                Some(stop) => {
-                                    running.insert(name, Running { stop: Some(stop) });
-                                }
-                                None => {} // failed to render: already completed as Failed
+                            // None: it could not start and is already Failed.
+                            if let Some(stop) = handle {
+                                running.insert(name, Running { stop: Some(stop) });
                             }
                         }
                         continue;
@@ -229,9 +272,17 @@ pub async fn run_experiment(
 
             tokio::select! {
                 Some(fin) = done_rx.recv() => {
-                    running.remove(&fin.name);
-                    if let Some(&i) = index.get(&fin.name) {
-                        finish_trial(&mut trials[i], fin.exit, &mut db, &events).await;
+                    // Take every completion that is ready, so one decision (and one
+                    // GetSuggestions call) covers all of them.
+                    let mut batch = vec![fin];
+                    while let Ok(more) = done_rx.try_recv() {
+                        batch.push(more);
+                    }
+                    for fin in batch {
+                        running.remove(&fin.name);
+                        if let Some(&i) = index.get(&fin.name) {
+                            finish_trial(&mut trials[i], fin.exit, fin.logs, &mut db, &events).await;
+                        }
                     }
                 }
                 _ = &mut shutdown, if !interrupted => {
@@ -244,7 +295,11 @@ pub async fn run_experiment(
             }
         }
 
-        let out = RunOutcome { experiment: exp, trials, interrupted };
+        let out = RunOutcome {
+            experiment: exp,
+            trials,
+            interrupted,
+        };
         write_state(&cfg, &out).await?;
         Ok(out)
     }
@@ -257,7 +312,9 @@ async fn validate_settings(
     exp: &Experiment,
     cfg: &LocalConfig,
 ) -> Result<(), RunError> {
-    let req = pb::ValidateAlgorithmSettingsRequest { experiment: Some(experiment_to_pb(exp, &[])) };
+    let req = pb::ValidateAlgorithmSettingsRequest {
+        experiment: Some(experiment_to_pb(exp, &[])),
+    };
     match client.validate_algorithm_settings(req).await {
         Ok(_) => Ok(()),
         Err(s) if s.code() == tonic::Code::InvalidArgument || s.code() == tonic::Code::Unknown => {
@@ -289,12 +346,19 @@ async fn get_suggestions(
         r.set_timeout(cfg.suggestion_timeout);
         match client.get_suggestions(r).await {
             Ok(reply) => return Ok(reply.into_inner()),
-            Err(s) if s.code() == tonic::Code::InvalidArgument || s.code() == tonic::Code::FailedPrecondition => {
+            Err(s)
+                if s.code() == tonic::Code::InvalidArgument
+                    || s.code() == tonic::Code::FailedPrecondition =>
+            {
                 return Err(SuggestError::Invalid(s.message().to_string()));
             }
             Err(s) => {
                 if tokio::time::Instant::now() + delay > deadline {
-                    return Err(SuggestError::Unavailable(format!("{}: {}", s.code(), s.message())));
+                    return Err(SuggestError::Unavailable(format!(
+                        "{}: {}",
+                        s.code(),
+                        s.message()
+                    )));
                 }
                 debug!(code = ?s.code(), "GetSuggestions failed, retrying");
                 tokio::time::sleep(delay).await;
@@ -319,7 +383,13 @@ fn start_trial(
 ) -> (Trial, Option<oneshot::Sender<()>>) {
     let now = now_rfc3339();
     let rendered = render::render_run_spec(exp, &name, &assignments);
-    let mut trial = new_trial(exp, name.clone(), assignments, labels, rendered.as_ref().ok().cloned());
+    let mut trial = new_trial(
+        exp,
+        name.clone(),
+        assignments,
+        labels,
+        rendered.as_ref().ok().cloned(),
+    );
     mark_created(&mut trial, &now);
     let primary = trial.spec.primary_container_name.clone();
     let command = rendered.and_then(|job| render::local_command(&job, &primary));
@@ -327,11 +397,18 @@ fn start_trial(
         Ok(c) => c,
         Err(e) => {
             warn!(trial = %name, error = %e, "cannot start trial");
-            let outcome = JobOutcome::Failed { reason: "InvalidTemplate".into(), message: e.to_string() };
+            let outcome = JobOutcome::Failed {
+                reason: "InvalidTemplate".into(),
+                message: e.to_string(),
+            };
             apply_outcome(&mut trial, &outcome, None, &now);
             let _ = done.send(Finished {
                 name,
-                exit: ProcessExit::SpawnFailed { reason: "InvalidTemplate".into(), message: e.to_string() },
+                exit: ProcessExit::SpawnFailed {
+                    reason: "InvalidTemplate".into(),
+                    message: e.to_string(),
+                },
+                logs: Vec::new(),
             });
             return (trial, None);
         }
@@ -358,21 +435,42 @@ fn start_trial(
     let span = info_span!("trial", trial = %name);
     tokio::spawn(
         async move {
-            let exit = collect::run_collected(spec, collector, metrics_file, &name, channel, stop_rx).await;
-            let _ = done.send(Finished { name, exit });
+            let exit =
+                collect::run_collected(spec, collector, metrics_file, &name, channel.clone(), stop_rx).await;
+            let logs = read_logs(channel, &name).await;
+            let _ = done.send(Finished { name, exit, logs });
         }
         .instrument(span),
     );
     (trial, Some(stop_tx))
 }
 
+async fn read_logs(channel: Channel, trial: &str) -> Vec<pb::MetricLog> {
+    let mut db = DbManagerClient::new(channel).max_decoding_message_size(i32::MAX as usize);
+    let req = pb::GetObservationLogRequest {
+        trial_name: trial.to_string(),
+        ..Default::default()
+    };
+    match db.get_observation_log(req).await {
+        Ok(r) => r
+            .into_inner()
+            .observation_log
+            .map(|o| o.metric_logs)
+            .unwrap_or_default(),
+        Err(s) => {
+            warn!(trial, code = ?s.code(), message = s.message(), "cannot read observation logs");
+            Vec::new()
+        }
+    }
+}
+
 async fn finish_trial(
     trial: &mut Trial,
     exit: ProcessExit,
+    logs: Vec<pb::MetricLog>,
     db: &mut DbManagerClient<Channel>,
     events: &mpsc::UnboundedSender<Event>,
 ) {
-    let name = trial.metadata.name.clone().unwrap_or_default();
     let now = now_rfc3339();
     // Already Failed before it started (e.g. an invalid template).
     if trial.status.as_ref().is_some_and(|s| s.completion_time.is_some()) {
@@ -382,33 +480,36 @@ async fn finish_trial(
     let outcome = match &exit {
         ProcessExit::Success => JobOutcome::Succeeded,
         ProcessExit::Failed { reason, message } | ProcessExit::SpawnFailed { reason, message } => {
-            JobOutcome::Failed { reason: reason.clone(), message: message.clone() }
+            JobOutcome::Failed {
+                reason: reason.clone(),
+                message: message.clone(),
+            }
         }
         ProcessExit::Stopped => JobOutcome::Killed {
             message: "Trial was stopped by katib: the experiment completed or the run was interrupted".into(),
         },
     };
-    let logs = match db
-        .get_observation_log(pb::GetObservationLogRequest { trial_name: name.clone(), ..Default::default() })
-        .await
-    {
-        Ok(r) => r.into_inner().observation_log.map(|o| o.metric_logs).unwrap_or_default(),
-        Err(s) => {
-            warn!(trial = %name, code = ?s.code(), message = s.message(), "cannot read observation logs");
-            Vec::new()
-        }
-    };
-    let observation = observation_from_logs(trial, &logs);
-    let objective_missing = observation
+    let mut observation = observation_from_logs(trial, &logs);
+    // No log at all for the objective (a Push trainer that never reported); a collector
+    // that saw nothing has already recorded "unavailable" itself.
+    let objective_name = trial
+        .spec
+        .objective
         .as_ref()
-        .and_then(|o| {
-            let n = &trial.spec.objective.as_ref()?.objective_metric_name;
-            o.metric(n).map(|m| m.latest == UNAVAILABLE)
-        })
-        .unwrap_or(true);
+        .map(|o| o.objective_metric_name.clone());
+    let objective_missing = !logs.iter().any(|l| {
+        l.metric
+            .as_ref()
+            .map(|m| Some(&m.name) == objective_name.as_ref())
+            .unwrap_or(false)
+    });
     if outcome == JobOutcome::Succeeded && objective_missing {
         // Katib records the missing objective for trials whose collector did not (Push).
-        report_unavailable(trial, db).await;
+        if let Some(log) = report_unavailable(trial, db).await {
+            let mut all = logs.clone();
+            all.push(log);
+            observation = observation_from_logs(trial, &all);
+        }
     }
     apply_outcome(trial, &outcome, observation, &now);
     emit_finished(trial, events, message_of(&exit));
@@ -425,7 +526,12 @@ fn message_of(exit: &ProcessExit) -> String {
 fn emit_finished(trial: &Trial, events: &mpsc::UnboundedSender<Event>, message: String) {
     let class = core::classify(trial);
     let objective = trial.spec.objective.as_ref().and_then(|o| {
-        let m = trial.status.as_ref()?.observation.as_ref()?.metric(&o.objective_metric_name)?;
+        let m = trial
+            .status
+            .as_ref()?
+            .observation
+            .as_ref()?
+            .metric(&o.objective_metric_name)?;
         let v = katib_api::convert::metric_value_by_strategy(m, o.strategy_for(&m.name));
         (v != UNAVAILABLE).then_some(v)
     });
@@ -439,7 +545,12 @@ fn emit_finished(trial: &Trial, events: &mpsc::UnboundedSender<Event>, message: 
     } else {
         message
     };
-    info!(trial = trial.metadata.name.as_deref().unwrap_or_default(), ?class, ?objective, "trial finished");
+    info!(
+        trial = trial.metadata.name.as_deref().unwrap_or_default(),
+        ?class,
+        ?objective,
+        "trial finished"
+    );
     let _ = events.send(Event::TrialFinished {
         name: trial.metadata.name.clone().unwrap_or_default(),
         class,
@@ -448,19 +559,28 @@ fn emit_finished(trial: &Trial, events: &mpsc::UnboundedSender<Event>, message: 
     });
 }
 
-async fn report_unavailable(trial: &Trial, db: &mut DbManagerClient<Channel>) {
-    let Some(objective) = trial.spec.objective.as_ref() else { return };
+/// Records the missing objective as Katib does; returns the log written.
+async fn report_unavailable(trial: &Trial, db: &mut DbManagerClient<Channel>) -> Option<pb::MetricLog> {
+    let objective = trial.spec.objective.as_ref()?;
+    let log = pb::MetricLog {
+        time_stamp: "0001-01-01T00:00:00Z".into(),
+        metric: Some(pb::Metric {
+            name: objective.objective_metric_name.clone(),
+            value: UNAVAILABLE.into(),
+        }),
+    };
     let req = pb::ReportObservationLogRequest {
         trial_name: trial.metadata.name.clone().unwrap_or_default(),
         observation_log: Some(pb::ObservationLog {
-            metric_logs: vec![pb::MetricLog {
-                time_stamp: "0001-01-01T00:00:00Z".into(),
-                metric: Some(pb::Metric { name: objective.objective_metric_name.clone(), value: UNAVAILABLE.into() }),
-            }],
+            metric_logs: vec![log.clone()],
         }),
     };
-    if let Err(s) = db.report_observation_log(req).await {
-        warn!(code = ?s.code(), message = s.message(), "cannot record the unavailable objective");
+    match db.report_observation_log(req).await {
+        Ok(_) => Some(log),
+        Err(s) => {
+            warn!(code = ?s.code(), message = s.message(), "cannot record the unavailable objective");
+            None
+        }
     }
 }
 
@@ -468,6 +588,7 @@ async fn write_state(cfg: &LocalConfig, out: &RunOutcome) -> Result<(), RunError
     let path = cfg.run_dir.join("experiment.json");
     let body = serde_json::json!({ "experiment": out.experiment, "trials": out.trials });
     let text = serde_json::to_string_pretty(&body).unwrap_or_default();
-    tokio::fs::write(&path, text).await.map_err(|source| RunError::Write { path, source })
+    tokio::fs::write(&path, text)
+        .await
+        .map_err(|source| RunError::Write { path, source })
 }
-

@@ -61,14 +61,13 @@ impl MySqlStore {
             }
             _ => url.to_owned(),
         };
-        let options = MySqlConnectOptions::from_str(&normalized).map_err(|source| {
-            StoreError::InvalidUrl {
+        let options =
+            MySqlConnectOptions::from_str(&normalized).map_err(|source| StoreError::InvalidUrl {
                 backend: BACKEND,
                 url: target.clone(),
                 example: "mysql://root:password@katib-mysql:3306/katib",
                 source,
-            }
-        })?;
+            })?;
         let pool = MySqlPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -123,11 +122,7 @@ impl ObservationStore for MySqlStore {
             return Ok(());
         }
         check_times(logs)?;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query("begin transaction"))?;
+        let mut tx = self.pool.begin().await.map_err(query("begin transaction"))?;
         for chunk in logs.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<MySql>::new(INSERT);
             insert.push_values(chunk, |mut values, row| {
@@ -226,10 +221,7 @@ mod tests {
         katib.close().await;
 
         let store = MySqlStore::open(&url).await.expect("adopt");
-        let rows = store
-            .get(&LogQuery::trial("katib-trial"))
-            .await
-            .expect("get");
+        let rows = store.get(&LogQuery::trial("katib-trial")).await.expect("get");
         assert_eq!(
             rows,
             [MetricRow::new(

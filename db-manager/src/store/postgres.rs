@@ -114,11 +114,7 @@ impl ObservationStore for PgStore {
             return Ok(());
         }
         check_times(logs)?;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query("begin transaction"))?;
+        let mut tx = self.pool.begin().await.map_err(query("begin transaction"))?;
         for chunk in logs.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Postgres>::new(INSERT);
             insert.push_values(chunk, |mut values, row| {
@@ -219,10 +215,7 @@ mod tests {
         katib.close().await;
 
         let store = PgStore::open(&url).await.expect("adopt");
-        let rows = store
-            .get(&LogQuery::trial("katib-trial"))
-            .await
-            .expect("get");
+        let rows = store.get(&LogQuery::trial("katib-trial")).await.expect("get");
         assert_eq!(
             rows,
             [MetricRow::new(

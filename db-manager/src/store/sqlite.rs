@@ -149,11 +149,7 @@ impl ObservationStore for SqliteStore {
             return Ok(());
         }
         check_times(logs)?;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query("begin transaction"))?;
+        let mut tx = self.pool.begin().await.map_err(query("begin transaction"))?;
         for chunk in logs.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(INSERT);
             insert.push_values(chunk, |mut values, row| {
@@ -216,9 +212,7 @@ fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 /// `sqlite::memory:`, `sqlite://:memory:` or `...?mode=memory`.
 fn is_memory(url: &str) -> bool {
-    let rest = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
     database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
 }
@@ -378,10 +372,7 @@ mod tests {
         raw.close().await.expect("close raw");
 
         let store = SqliteStore::open(&url).await.expect("adopt");
-        let rows = store
-            .get(&LogQuery::trial("katib-trial"))
-            .await
-            .expect("get");
+        let rows = store.get(&LogQuery::trial("katib-trial")).await.expect("get");
         assert_eq!(
             rows,
             vec![MetricRow::new(

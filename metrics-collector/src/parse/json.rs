@@ -146,10 +146,7 @@ mod tests {
     }
 
     fn pairs(line: &str) -> Vec<(String, String)> {
-        parsed(line)
-            .into_iter()
-            .map(|m| (m.name, m.value))
-            .collect()
+        parsed(line).into_iter().map(|m| (m.name, m.value)).collect()
     }
 
     fn p(name: &str, value: &str) -> (String, String) {

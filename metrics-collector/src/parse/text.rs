@@ -129,11 +129,12 @@ impl TextParser {
 }
 
 fn compile(index: usize, filter: &str) -> Result<Regex, ParseError> {
-    let regex = Regex::new(&go_syntax(filter)).map_err(|source| ParseError::InvalidFilter {
-        index,
-        filter: filter.to_owned(),
-        source,
-    })?;
+    let regex =
+        Regex::new(&katib_api::goregex::translate(filter)).map_err(|source| ParseError::InvalidFilter {
+            index,
+            filter: filter.to_owned(),
+            source,
+        })?;
     // captures_len counts the implicit group 0 (the whole match).
     let groups = regex.captures_len() - 1;
     if groups < 2 {
@@ -144,83 +145,6 @@ fn compile(index: usize, filter: &str) -> Result<Regex, ParseError> {
         });
     }
     Ok(regex)
-}
-
-/// Rewrites what Go's RE2 and Rust's `regex` read differently:
-/// - outside a class, a `{` that does not start a repetition (`{n}`, `{n,}`, `{n,m}`)
-///   and a `}` that does not end one are literals in Go, errors in Rust;
-/// - inside a class, `[` (other than `[:alpha:]`) is a literal in Go but opens a nested
-///   class in Rust.
-///
-/// Other RE2 constructs mean the same in both; `\d` and `\w` are Unicode-aware in Rust
-/// (ASCII in Go), which only widens what matches.
-fn go_syntax(filter: &str) -> String {
-    let mut out = String::with_capacity(filter.len() + 8);
-    let mut in_class = false;
-    let mut rest = filter;
-    while let Some(c) = rest.chars().next() {
-        rest = &rest[c.len_utf8()..];
-        match c {
-            '\\' => {
-                out.push(c);
-                if let Some(escaped) = rest.chars().next() {
-                    out.push(escaped);
-                    rest = &rest[escaped.len_utf8()..];
-                }
-            }
-            '[' if !in_class => {
-                in_class = true;
-                out.push(c);
-                // `[^]...]` and `[]...]`: a `]` right after the opening is a literal.
-                for lead in ['^', ']'] {
-                    if let Some(r) = rest.strip_prefix(lead) {
-                        out.push(lead);
-                        rest = r;
-                    }
-                }
-            }
-            '[' => match rest
-                .strip_prefix(':')
-                .and_then(|r| r.find(":]").map(|end| end + 3))
-            {
-                Some(len) => {
-                    out.push('[');
-                    out.push_str(&rest[..len - 1]);
-                    rest = &rest[len - 1..];
-                }
-                None => out.push_str("\\["),
-            },
-            ']' if in_class => {
-                in_class = false;
-                out.push(c);
-            }
-            '{' if !in_class => match repetition_len(rest) {
-                Some(len) => {
-                    out.push('{');
-                    out.push_str(&rest[..len]);
-                    rest = &rest[len..];
-                }
-                None => out.push_str("\\{"),
-            },
-            '}' if !in_class => out.push_str("\\}"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// If `rest` (what follows a `{`) is `n}`, `n,}` or `n,m}`, its length.
-fn repetition_len(rest: &str) -> Option<usize> {
-    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
-    let min = digits(rest);
-    if min == 0 {
-        return None;
-    }
-    let mut len = min;
-    if rest[len..].starts_with(',') {
-        len += 1 + digits(&rest[len + 1..]);
-    }
-    rest[len..].starts_with('}').then_some(len + 1)
 }
 
 #[cfg(test)]
@@ -253,12 +177,7 @@ mod tests {
             pairs(&parser, "epoch 3: loss = 1.5e+2 acc=0.9"),
             [p("loss", "1.5e+2"), p("acc", "0.9")]
         );
-        assert!(
-            parser
-                .parse_line("loss=0.3")
-                .iter()
-                .all(|m| m.time.is_none())
-        );
+        assert!(parser.parse_line("loss=0.3").iter().all(|m| m.time.is_none()));
     }
 
     #[test]
@@ -285,10 +204,7 @@ mod tests {
         assert_eq!(got[0].time.unwrap().to_string(), "2024-05-01T10:00:00Z");
 
         let got = parser.parse_line("2024-05-01T12:00:00.123456789+02:00 loss=0.25");
-        assert_eq!(
-            got[0].time.unwrap().to_string(),
-            "2024-05-01T10:00:00.123456789Z"
-        );
+        assert_eq!(got[0].time.unwrap().to_string(), "2024-05-01T10:00:00.123456789Z");
 
         // Not first, or not a timestamp: no time.
         let got = parser.parse_line("step 2024-05-01T10:00:00Z loss=0.5");
@@ -321,32 +237,8 @@ mod tests {
     }
 
     #[test]
-    fn go_syntax_rewrites_only_what_differs() {
-        assert_eq!(
-            go_syntax(r"{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)}"),
-            r"\{metricName: ([\w|-]+), metricValue: ((-?\d+)(\.\d+)?)\}"
-        );
-        for same in [
-            r"(\w+)=(\d{2})",
-            r"a{2,}b{1,3}",
-            r"\{(\w+)\}",
-            r"[]{}a]",
-            r"[^]x]",
-            r"[[:alpha:]_]+",
-        ] {
-            assert_eq!(go_syntax(same), same);
-        }
-        assert_eq!(go_syntax(r"([\w[]+)=(\d+)"), r"([\w\[]+)=(\d+)");
-        assert_eq!(go_syntax(r"x{a}{2"), r"x\{a\}\{2");
-
-        let parser = TextParser::new(names(&["loss"]), &names(&[r"{(\w+)}\s*(\d{2})"])).unwrap();
-        assert_eq!(pairs(&parser, "{loss} 123"), [p("loss", "12")]);
-    }
-
-    #[test]
     fn bad_filters_are_rejected_with_a_reason() {
-        let err =
-            TextParser::new(names(&["loss"]), &names(&[r"(\w+)=(\d+)", r"(\w+)="])).unwrap_err();
+        let err = TextParser::new(names(&["loss"]), &names(&[r"(\w+)=(\d+)", r"(\w+)="])).unwrap_err();
         assert_eq!(
             err.to_string(),
             r#"filter 2 "(\\w+)=" has 1 capture group; a filter needs two: (name) and (value)"#
@@ -371,5 +263,11 @@ mod tests {
         );
         let source = std::error::Error::source(&err).unwrap().to_string();
         assert!(source.contains("unclosed group"), "{source}");
+    }
+
+    #[test]
+    fn go_style_literal_braces_in_user_filters() {
+        let parser = TextParser::new(names(&["loss"]), &names(&[r"{(\w+)}\s*(\d{2})"])).unwrap();
+        assert_eq!(pairs(&parser, "{loss} 123"), [p("loss", "12")]);
     }
 }
