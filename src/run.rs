@@ -1,12 +1,17 @@
 //! `katib run`: one Experiment on this machine. db-manager and the suggestion service run
-//! in-process on loopback ports and are reached over gRPC, exactly as on a cluster.
+//! in-process on loopback ports and are reached over gRPC, exactly as on a cluster. The
+//! EarlyStopping service runs next to Suggestion; its `SetTrialStatus` is wired to the local
+//! runtime ([`LocalTrialStatus`]), which owns trial status here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use katib_api::conditions::experiment as ec;
-use katib_controller::local::runner::{LocalConfig, RunError, run_experiment};
+use katib_controller::local::runner::{EarlyStopMark, LocalConfig, MarkOutcome, RunError, run_experiment};
+use katib_suggestion::EarlyStoppingService;
+use katib_suggestion::earlystopping::{TrialStatusError, TrialStatusSink};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -37,6 +42,14 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub suggestion_endpoints: Vec<String>,
+    /// Use an external EarlyStopping service (HOST:PORT) for spec.earlyStopping instead of
+    /// the in-process one. Trials still enforce its rules locally and are marked here.
+    #[arg(
+        long = "early-stopping-endpoint",
+        value_name = "HOST:PORT",
+        env = "KATIB_EARLY_STOPPING_ENDPOINT"
+    )]
+    pub early_stopping_endpoint: Option<String>,
     /// Working directory of trial commands [default: the experiment file's directory].
     #[arg(long, env = "KATIB_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
@@ -92,6 +105,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         db,
         db_manager,
         suggestion_endpoints,
+        early_stopping_endpoint,
         work_dir,
         suggestion_timeout,
         seed,
@@ -109,6 +123,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Ok(e) => e,
         Err(m) => return invalid(m),
     };
+    if let Some(e) = &early_stopping_endpoint
+        && !e.contains(':')
+    {
+        return invalid(format!(
+            "--early-stopping-endpoint \"{e}\" must look like HOST:PORT, e.g. 127.0.0.1:6788"
+        ));
+    }
     let exp_name = exp.metadata.name.clone().unwrap_or_default();
     let algorithm = exp
         .spec
@@ -154,28 +175,40 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     };
 
-    // Suggestion service: the one named for this algorithm, or the built-in one.
-    let suggestion_addr = match endpoints.iter().find(|(a, _)| *a == algorithm) {
-        Some((_, addr)) => addr.clone(),
-        None => {
-            let listener = match TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => {
-                    return invalid(format!(
-                        "cannot bind a loopback port for the suggestion service: {e}"
-                    ));
-                }
-            };
-            let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            let shutdown = stopped(stop_rx.clone());
-            tokio::spawn(async move {
-                if let Err(e) = katib_suggestion::serve(listener, shutdown).await {
-                    tracing::error!(error = %chain(&e), "suggestion service stopped");
-                }
-            });
-            addr
-        }
+    // Suggestion and EarlyStopping: external when given, else served in-process on one
+    // loopback port (EarlyStopping wired to this runtime for SetTrialStatus).
+    let external_suggestion = endpoints
+        .iter()
+        .find(|(a, _)| *a == algorithm)
+        .map(|(_, addr)| addr.clone());
+    let (mark_tx, mark_rx) = tokio::sync::mpsc::unbounded_channel();
+    let in_process = if external_suggestion.is_none() || early_stopping_endpoint.is_none() {
+        let listener = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => {
+                return invalid(format!(
+                    "cannot bind a loopback port for the suggestion service: {e}"
+                ));
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let shutdown = stopped(stop_rx.clone());
+        let early_stopping = EarlyStoppingService::with_trial_status(Arc::new(LocalTrialStatus(mark_tx)));
+        tokio::spawn(async move {
+            let suggestion = katib_suggestion::SuggestionService::default();
+            if let Err(e) = katib_suggestion::serve_all(listener, suggestion, early_stopping, shutdown).await
+            {
+                tracing::error!(error = %chain(&e), "suggestion service stopped");
+            }
+        });
+        Some(addr)
+    } else {
+        None
     };
+    let suggestion_addr = external_suggestion
+        .or_else(|| in_process.clone())
+        .unwrap_or_default();
+    let early_stopping_addr = early_stopping_endpoint.or(in_process);
 
     let stamp = jiff_stamp();
     let run_dir = state_dir.join("runs").join(format!("{exp_name}-{stamp}"));
@@ -190,6 +223,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         work_dir,
         db_manager_addr: db_addr,
         suggestion_addr,
+        early_stopping_addr,
         suggestion_timeout: Duration::from_secs(suggestion_timeout.max(1)),
         seed,
     };
@@ -197,7 +231,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let progress = Progress::new(&exp, quiet);
     let display = tokio::spawn(progress.drive(ev_rx));
-    let result = run_experiment(exp, cfg, ev_tx, crate::cli::shutdown_signal()).await;
+    let result = run_experiment(exp, cfg, ev_tx, Some(mark_rx), crate::cli::shutdown_signal()).await;
     let progress = display.await.ok();
     let _ = stop_tx.send(true);
 
@@ -207,6 +241,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return invalid(format!(
                 "{}\n  hint: check spec.algorithm.algorithmSettings, or pass --suggestion-endpoint {algorithm}=HOST:PORT \
                  for an algorithm served elsewhere",
+                chain(&e)
+            ));
+        }
+        Err(e @ RunError::InvalidEarlyStopping(_)) => {
+            return invalid(format!(
+                "{}\n  hint: check spec.earlyStopping.algorithmSettings (medianstop: min_trials_required, start_step, \
+                 rule; asha: eta, min_resource, max_resource, resource_metric)",
                 chain(&e)
             ));
         }
@@ -243,4 +284,28 @@ fn jiff_stamp() -> String {
     // Compact UTC stamp for run directory names: 20261123T181502Z.
     let now = katib_api::time::now_rfc3339();
     now.replace(['-', ':'], "")
+}
+
+/// The local runtime as the EarlyStopping service's owner of trial status: a
+/// `SetTrialStatus` becomes an [`EarlyStopMark`] for the runner, answered once applied.
+struct LocalTrialStatus(tokio::sync::mpsc::UnboundedSender<EarlyStopMark>);
+
+#[tonic::async_trait]
+impl TrialStatusSink for LocalTrialStatus {
+    async fn early_stopped(&self, trial: &str) -> Result<(), TrialStatusError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let gone = || TrialStatusError::Unavailable("the local run has ended".into());
+        self.0
+            .send(EarlyStopMark {
+                trial: trial.to_string(),
+                done,
+            })
+            .map_err(|_| gone())?;
+        match outcome.await.map_err(|_| gone())? {
+            MarkOutcome::Marked | MarkOutcome::AlreadyCompleted => Ok(()),
+            MarkOutcome::NotFound => Err(TrialStatusError::NotFound {
+                trial: trial.to_string(),
+            }),
+        }
+    }
 }

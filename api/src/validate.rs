@@ -149,7 +149,7 @@ pub const BUILTIN_ALGORITHMS: &[&str] = &[
     "hyperband",
 ];
 /// katib-rs's built-in early-stopping algorithms.
-pub const BUILTIN_EARLY_STOPPING: &[&str] = &["medianstop"];
+pub const BUILTIN_EARLY_STOPPING: &[&str] = &["medianstop", "asha"];
 
 impl Known<'static> {
     /// katib-rs's built-in algorithms.

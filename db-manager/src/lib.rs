@@ -7,12 +7,19 @@
 //!   adopt a database Katib already created. [`open_store`] picks the backend by URL.
 //! - [`service`]: [`DbManagerService`], the gRPC handlers (validate, call the store,
 //!   convert back), wire-compatible with Katib's db-manager and the kubeflow-katib SDK.
+//! - [`config`]: which database to open: `--db`, Katib's environment variables
+//!   (`DB_NAME`, `DB_USER`, `KATIB_MYSQL_DB_HOST`, ...), or the SQLite default.
 //! - [`serve`] runs the service plus `grpc.health.v1` on a listener you bind; [`run`] is
-//!   the whole `katib db-manager` command ([`Args`]): open, migrate, bind, serve.
+//!   the whole `katib db-manager` command ([`Args`]): bind, serve, and open the database
+//!   in the background ([`LazyStore`]), answering NOT_SERVING until it is reachable.
 //!
 //! ```text
 //! katib db-manager --listen 0.0.0.0:6789 --db mysql://root:test@katib-mysql:3306/katib
+//! DB_NAME=mysql DB_PASSWORD=test katib db-manager      # Katib's manifests' variables
 //! ```
+//!
+//! Not here: experiment logic (the controller reads observations through this service or
+//! through [`ObservationStore`] directly). See `docs/db-manager.md`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +31,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::Instrument as _;
 
+pub mod config;
 pub mod service;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]
@@ -32,8 +40,9 @@ pub mod time;
 
 pub use service::DbManagerService;
 pub use store::{
-    Init, LogQuery, MetricRow, MySqlStore, ObservationStore, PgStore, SqliteStore, StoreError, open_store,
-    open_store_with,
+    Appended, Backend, BestValue, Goal, Init, LazyStore, LogQuery, MetricGoal, MetricRow, MySqlStore,
+    ObservationStore, PgStore, ReportKey, SqliteStore, StoreError, StoreOptions, TrialSet, open_store,
+    open_store_opts, open_store_with,
 };
 
 /// The health names that report the database's state: the whole server (`""`, what
@@ -41,32 +50,78 @@ pub use store::{
 /// own health server answers for.
 pub const HEALTH_SERVICES: [&str; 3] = ["", "api.v1.beta1.DBManager", "grpc.health.v1.Health"];
 
-/// How often the health task pings the database.
+/// Where `katib db-manager` listens by default: loopback, for one machine.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6789);
+
+/// Where it listens when configured by Katib's variables: Katib's `0.0.0.0:6789`.
+pub const KATIB_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 6789);
+
+/// How often the health task pings a database that answered last time.
 const PING_EVERY: Duration = Duration::from_secs(5);
 
-/// Flags of `katib db-manager`; each has an environment variable twin.
+/// How often it pings one that did not (so SERVING comes back quickly).
+const PING_DOWN_EVERY: Duration = Duration::from_secs(1);
+
+/// Flags of `katib db-manager`; each has an environment variable twin. Katib's own
+/// variables (`DB_NAME`, `DB_USER`, `DB_PASSWORD`, `KATIB_MYSQL_DB_*`,
+/// `KATIB_POSTGRESQL_DB_*`, `SKIP_DB_INITIALIZATION`) are read too; see [`config`].
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Address to serve gRPC (DBManager and grpc.health.v1) on.
-    #[arg(long, env = "KATIB_DB_MANAGER_LISTEN", default_value = "127.0.0.1:6789")]
-    pub listen: SocketAddr,
+    /// Address to serve gRPC (DBManager and grpc.health.v1) on. Default 127.0.0.1:6789,
+    /// or Katib's 0.0.0.0:6789 when the database comes from Katib's DB_NAME variables
+    /// (as in Katib's manifests).
+    #[arg(long, visible_alias = "listen-address", env = "KATIB_DB_MANAGER_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
     /// Database URL: sqlite://<path> (created if missing; sqlite::memory: for a throwaway),
     /// mysql://<user>:<password>@<host>:<port>/<database>, or
-    /// postgres://<user>:<password>@<host>:<port>/<database>.
+    /// postgres://<user>:<password>@<host>:<port>/<database>. Wins over Katib's DB_NAME
+    /// variables; without either, sqlite://katib.db.
+    #[arg(long, env = "KATIB_DB_URL", hide_env_values = true)]
+    pub db: Option<String>,
+
+    /// Most database connections in the pool.
     #[arg(
         long,
-        env = "KATIB_DB_URL",
-        default_value = "sqlite://katib.db",
-        hide_env_values = true
+        env = "KATIB_DB_MAX_CONNECTIONS",
+        default_value_t = store::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..)
     )]
-    pub db: String,
+    pub max_connections: u32,
+
+    /// As Katib's flag: how long the database may stay unreachable at start-up before that
+    /// is logged as an error (e.g. 60s, 1m30s). Unlike Katib we never exit: we keep
+    /// retrying in the background and answer health NOT_SERVING meanwhile.
+    #[arg(
+        long,
+        env = "KATIB_DB_CONNECT_TIMEOUT",
+        default_value = "60s",
+        value_parser = config::parse_duration
+    )]
+    pub connect_timeout: Duration,
+}
+
+impl Args {
+    /// The flags' defaults, with `db` as given.
+    pub fn with_db(db: impl Into<String>) -> Self {
+        Self {
+            listen: None,
+            db: Some(db.into()),
+            max_connections: store::DEFAULT_MAX_CONNECTIONS,
+            connect_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Why the db-manager stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The database configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// Opening or migrating the database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -95,7 +150,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let status = probe(&*store).await;
+    let status = probe(&*store, false).await;
     set_health(&reporter, status).await;
     let watcher = tokio::spawn(
         watch_health(Arc::clone(&store), reporter, status)
@@ -104,7 +159,8 @@ pub async fn serve(
     let served = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(DbManagerService::new(store).into_server())
-        // TCP_NODELAY: small gRPC replies must not wait for a delayed ACK (40 ms).
+        // TCP_NODELAY: without it, small HTTP/2 frames of a reply wait for the client's
+        // delayed ACK (40 ms on Linux), which dominated GetObservationLog latency.
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
@@ -114,18 +170,46 @@ pub async fn serve(
     served.map_err(Error::Serve)
 }
 
-/// `katib db-manager`: opens the store (migrating it), binds `--listen`, logs the address
-/// and serves until `shutdown` completes, then closes the store.
+/// `katib db-manager`: resolves the database ([`config::resolve`]), binds `--listen` and
+/// serves until `shutdown` completes, then closes the store.
+///
+/// A SQLite database is opened before serving (any error is final). A MySQL or
+/// PostgreSQL database is opened in the background ([`LazyStore`]): the server answers at
+/// once, health NOT_SERVING and RPCs UNAVAILABLE until the database is reachable and
+/// migrated, retrying with backoff for as long as it takes. Only a malformed URL or
+/// configuration fails the start.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
-    let store = open_store(&args.db).await?;
-    tracing::info!(db = %store::redact(&args.db), backend = store.backend(), "observation store ready");
-    let listener = TcpListener::bind(args.listen)
+    let target = config::resolve(args.db.as_deref(), |name| std::env::var(name).ok())?;
+    let options = StoreOptions {
+        init: target.init,
+        max_connections: args.max_connections,
+        ..StoreOptions::default()
+    };
+    tracing::info!(
+        db = %store::redact(&target.url),
+        from = ?target.origin,
+        init = ?target.init,
+        max_connections = options.max_connections,
+        "database"
+    );
+    let store: Arc<dyn ObservationStore> = match Backend::of_url(&target.url)? {
+        Backend::Sqlite => {
+            let store = open_store_opts(&target.url, &options).await?;
+            tracing::info!(backend = store.backend(), "observation store ready");
+            Arc::new(LazyStore::ready(store))
+        }
+        Backend::MySql | Backend::Postgres => {
+            Arc::new(LazyStore::connect(&target.url, options, args.connect_timeout)?)
+        }
+    };
+    let listen = args.listen.unwrap_or(match target.origin {
+        config::Origin::KatibEnv => KATIB_LISTEN,
+        config::Origin::Flag | config::Origin::Default => DEFAULT_LISTEN,
+    });
+    let listener = TcpListener::bind(listen)
         .await
-        .map_err(|source| Error::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    let address = listener.local_addr().unwrap_or(args.listen);
+        .map_err(|source| Error::Bind { addr: listen, source })?;
+    let address = listener.local_addr().unwrap_or(listen);
     tracing::info!(%address, "DBManager listening");
     let served = serve(listener, Arc::clone(&store), shutdown).await;
     store.close().await;
@@ -133,11 +217,15 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
     served
 }
 
-async fn probe(store: &dyn ObservationStore) -> ServingStatus {
+async fn probe(store: &dyn ObservationStore, was_serving: bool) -> ServingStatus {
     match tokio::time::timeout(PING_EVERY, store.ping()).await {
         Ok(Ok(())) => ServingStatus::Serving,
         Ok(Err(err)) => {
-            tracing::warn!(error = %error_chain(&err), "database ping failed");
+            if was_serving {
+                tracing::warn!(error = %error_chain(&err), "database ping failed");
+            } else {
+                tracing::debug!(error = %error_chain(&err), "database ping failed");
+            }
             ServingStatus::NotServing
         }
         Err(_) => {
@@ -154,14 +242,13 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 }
 
 async fn watch_health(store: Arc<dyn ObservationStore>, reporter: HealthReporter, mut last: ServingStatus) {
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
-        let status = probe(&*store).await;
+        let serving = last == ServingStatus::Serving;
+        tokio::time::sleep(if serving { PING_EVERY } else { PING_DOWN_EVERY }).await;
+        let status = probe(&*store, serving).await;
         if status != last {
             match status {
-                ServingStatus::Serving => tracing::info!("database reachable again; SERVING"),
+                ServingStatus::Serving => tracing::info!("database reachable; SERVING"),
                 _ => tracing::warn!("database unreachable; NOT_SERVING"),
             }
             set_health(&reporter, status).await;
@@ -320,12 +407,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unreachable_database_serves_not_serving_and_unavailable() {
+        // A port nobody listens on: the store keeps connecting in the background.
+        let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let url = format!("mysql://katib:secret@127.0.0.1:{port}/katib");
+        let store = Arc::new(
+            LazyStore::connect(&url, StoreOptions::default(), Duration::from_secs(1))
+                .expect("a well-formed URL starts"),
+        );
+        assert!(!store.is_connected());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, store, async {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let reply = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("health answers while the database is down")
+            .into_inner();
+        assert_eq!(reply.status, WireStatus::NotServing as i32);
+        let status = DbManagerClient::new(channel)
+            .report_observation_log(pb::ReportObservationLogRequest {
+                trial_name: "t".into(),
+                observation_log: Some(pb::ObservationLog {
+                    metric_logs: vec![log("2024-05-01T10:00:00Z", "loss", "1")],
+                }),
+            })
+            .await
+            .expect_err("no database");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(!status.message().contains("secret"), "{}", status.message());
+        stop.send(()).expect("server still running");
+        server.await.expect("server task").expect("server result");
+
+        let err = LazyStore::connect("mysql://h:notaport/db", StoreOptions::default(), Duration::ZERO)
+            .expect_err("malformed URL fails at once");
+        assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
+    }
+
+    #[tokio::test]
     async fn run_opens_migrates_and_stops() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = format!("sqlite://{}", dir.path().join("run.db").display());
         let args = Args {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            db: db.clone(),
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..Args::with_db(db.clone())
         };
         run(args, async {}).await.expect("run until shutdown");
         let store = open_store(&db).await.expect("reopen");
@@ -335,8 +472,8 @@ mod tests {
     #[tokio::test]
     async fn run_reports_an_unopenable_database() {
         let args = Args {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            db: "sqlite:///nope/katib.db".into(),
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..Args::with_db("sqlite:///nope/katib.db")
         };
         let err = run(args, async {}).await.expect_err("no directory");
         assert_eq!(
@@ -355,7 +492,22 @@ mod tests {
             args: Args,
         }
         let cli = Cli::try_parse_from(["db-manager"]).expect("defaults");
-        assert_eq!(cli.args.listen, "127.0.0.1:6789".parse().expect("addr"));
-        assert_eq!(cli.args.db, "sqlite://katib.db");
+        assert_eq!(cli.args.listen, None);
+        assert_eq!(cli.args.db, None);
+        assert_eq!(cli.args.max_connections, 10);
+        assert_eq!(cli.args.connect_timeout, Duration::from_secs(60));
+        let cli = Cli::try_parse_from([
+            "db-manager",
+            "--listen-address",
+            "0.0.0.0:6789",
+            "--connect-timeout",
+            "1m30s",
+            "--max-connections",
+            "32",
+        ])
+        .expect("katib-style flags");
+        assert_eq!(cli.args.connect_timeout, Duration::from_secs(90));
+        assert_eq!(cli.args.max_connections, 32);
+        assert!(Cli::try_parse_from(["db-manager", "--max-connections", "0"]).is_err());
     }
 }

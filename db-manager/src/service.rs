@@ -9,7 +9,10 @@
 //!   their request order.
 //! - Bad input is `INVALID_ARGUMENT` listing every problem (Katib answers `UNKNOWN` with
 //!   the first parse error); an unavailable database is `UNAVAILABLE` with a generic
-//!   message, the detail going to the log.
+//!   message, the detail going to the log, so clients retry.
+//! - Reports are idempotent: a report identical to one already stored for the trial (same
+//!   logs, same order, same time stamp texts; see [`ReportKey`]) is answered OK and
+//!   written once, so a client that retries after a lost answer never duplicates rows.
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use katib_api::pb::db_manager_server::{DbManager, DbManagerServer};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, field};
 
-use crate::store::{LogQuery, MetricRow, ObservationStore, StoreError};
+use crate::store::{Appended, LogQuery, MetricRow, ObservationStore, ReportKey, StoreError};
 use crate::time::{format_rfc3339_nano, parse_rfc3339};
 
 /// Katib's db-manager raises gRPC message limits to 2^31-1 bytes so long trial histories
@@ -28,6 +31,10 @@ pub const MAX_MESSAGE_SIZE: usize = 2_147_483_647;
 
 /// Longest trial or metric name Katib's `VARCHAR(255)` columns hold.
 const MAX_NAME_CHARS: usize = 255;
+
+/// Longest value Katib's MySQL `value TEXT` column holds (bytes of UTF-8); enforced on
+/// every backend so a report is valid or not whatever the database.
+const MAX_VALUE_BYTES: usize = 65_535;
 
 /// At most this many problems are spelled out in one error message.
 const MAX_PROBLEMS_SHOWN: usize = 10;
@@ -74,10 +81,15 @@ impl DbManager for DbManagerService {
             rows = field::Empty,
         );
         async move {
+            let key = report_key(&request);
             let (trial, rows) = report_rows(request, received)?;
             tracing::Span::current().record("rows", rows.len());
-            self.store.report(&trial, &rows).await?;
-            tracing::debug!("observations stored");
+            match self.store.append(&trial, &rows, Some(&key)).await? {
+                Appended::Stored => tracing::debug!("observations stored"),
+                Appended::Duplicate => {
+                    tracing::info!(?key, "report already stored (a retry); nothing written");
+                }
+            }
             Ok(Response::new(pb::ReportObservationLogReply {}))
         }
         .instrument(span)
@@ -163,7 +175,15 @@ impl From<InvalidRequest> for Status {
 impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::TimeOutOfRange { .. } => Status::invalid_argument(err.to_string()),
+            StoreError::TimeOutOfRange { .. } | StoreError::Refused { .. } => {
+                Status::invalid_argument(err.to_string())
+            }
+            err @ StoreError::NotConnected { .. } => {
+                tracing::warn!(error = %err, "request before the database is open");
+                Status::unavailable(
+                    "the observation database is not connected yet; retry (see the db-manager log)",
+                )
+            }
             err => {
                 tracing::error!(error = %crate::error_chain(&err), "observation store failed");
                 Status::unavailable("the observation database is unavailable; see the db-manager log")
@@ -225,6 +245,23 @@ fn check_no_nul(problems: &mut Problems, field: &str, text: &str) {
     }
 }
 
+/// The idempotency key of a report, over the request exactly as sent (before empty time
+/// stamps are filled in), so a retry of the same request has the same key.
+pub fn report_key(request: &pb::ReportObservationLogRequest) -> ReportKey {
+    let logs = request
+        .observation_log
+        .iter()
+        .flat_map(|log| &log.metric_logs)
+        .map(|log| {
+            let (name, value) = log
+                .metric
+                .as_ref()
+                .map_or(("", ""), |m| (m.name.as_str(), m.value.as_str()));
+            (log.time_stamp.as_str(), name, value)
+        });
+    ReportKey::of(&request.trial_name, logs)
+}
+
 /// Validates a report and turns it into store rows. `received` stands in for empty
 /// `time_stamp`s.
 pub fn report_rows(
@@ -267,6 +304,13 @@ pub fn report_rows(
             &format!("metric_logs[{i}].metric.value"),
             &metric.value,
         );
+        if metric.value.len() > MAX_VALUE_BYTES {
+            problems.push(format!(
+                "metric_logs[{i}].metric.value is {} bytes long; the database holds at most \
+                 {MAX_VALUE_BYTES}",
+                metric.value.len()
+            ));
+        }
         if let Some(time) = time {
             rows.push(MetricRow {
                 time,
@@ -440,6 +484,52 @@ mod tests {
     }
 
     #[test]
+    fn huge_values_are_refused_and_sql_is_data() {
+        let now = ts("2030-01-01T00:00:00Z");
+        let huge = "9".repeat(MAX_VALUE_BYTES + 1);
+        let err = report_rows(report("t", vec![log("2024-05-01T10:00:00Z", "m", &huge)]), now)
+            .expect_err("too long");
+        assert!(err.to_string().contains("65536 bytes long"), "{err}");
+        let fits = "9".repeat(MAX_VALUE_BYTES);
+        assert!(report_rows(report("t", vec![log("2024-05-01T10:00:00Z", "m", &fits)]), now).is_ok());
+        let sql = "'); DROP TABLE observation_logs; --";
+        let (trial, rows) = report_rows(report(sql, vec![log("2024-05-01T10:00:00Z", sql, sql)]), now)
+            .expect("SQL-looking text is just text");
+        assert_eq!(trial, sql);
+        assert_eq!((rows[0].metric_name.as_str(), rows[0].value.as_str()), (sql, sql));
+    }
+
+    #[test]
+    fn report_keys_follow_the_request_as_sent() {
+        let a = report(
+            "t",
+            vec![log("2024-05-01T10:00:00Z", "m", "1"), log("", "m", "2")],
+        );
+        assert_eq!(report_key(&a), report_key(&a.clone()));
+        let reordered = report(
+            "t",
+            vec![log("", "m", "2"), log("2024-05-01T10:00:00Z", "m", "1")],
+        );
+        assert_ne!(report_key(&a), report_key(&reordered));
+        let other_trial = report(
+            "u",
+            vec![log("2024-05-01T10:00:00Z", "m", "1"), log("", "m", "2")],
+        );
+        assert_ne!(report_key(&a), report_key(&other_trial));
+        // Same instant written differently: a different request.
+        let offset = report(
+            "t",
+            vec![log("2024-05-01T12:00:00+02:00", "m", "1"), log("", "m", "2")],
+        );
+        assert_ne!(report_key(&a), report_key(&offset));
+        // Field boundaries are unambiguous.
+        let ab = report("t", vec![log("x", "ab", "c")]);
+        let bc = report("t", vec![log("x", "a", "bc")]);
+        assert_ne!(report_key(&ab), report_key(&bc));
+        assert_eq!(report_key(&a).hex().len(), 64);
+    }
+
+    #[test]
     fn many_problems_are_capped() {
         let now = ts("2030-01-01T00:00:00Z");
         let logs = (0..25).map(|_| log("bad", "a", "1")).collect();
@@ -513,5 +603,21 @@ mod tests {
         });
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(!status.message().contains("select"), "{}", status.message());
+        let status = Status::from(StoreError::NotConnected {
+            backend: "MySQL",
+            target: "mysql://root:***@db:3306/katib".into(),
+        });
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        let status = Status::from(StoreError::Refused {
+            backend: "MySQL",
+            operation: "insert into observation_logs",
+            message: "Incorrect string value".into(),
+        });
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("Incorrect string value"),
+            "{}",
+            status.message()
+        );
     }
 }

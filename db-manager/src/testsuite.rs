@@ -8,7 +8,12 @@
 
 use jiff::Timestamp;
 
-use crate::store::{LogQuery, MetricRow, ObservationStore, StoreError, open_store};
+use std::collections::BTreeMap;
+
+use crate::store::{
+    Appended, BestValue, Goal, LogQuery, MetricGoal, MetricRow, ObservationStore, ReportKey, StoreError,
+    TrialSet, open_store,
+};
 
 fn ts(text: &str) -> Timestamp {
     match text.parse() {
@@ -41,6 +46,10 @@ pub async fn run_all(store: &dyn ObservationStore) {
     empty_report_is_a_no_op(store).await;
     large_report(store).await;
     out_of_range_time_is_refused_whole(store).await;
+    keyed_report_is_stored_once(store).await;
+    bulk_read_by_names_and_prefix(store).await;
+    best_values_follow_goals(store).await;
+    best_values_across_reports_and_delete(store).await;
 }
 
 /// What goes in comes out, in time order.
@@ -299,6 +308,274 @@ pub async fn reopen_keeps_data(url: &str) {
     second.close().await;
 }
 
+/// A report sent again with the same key writes nothing; another key, or none, writes.
+pub async fn keyed_report_is_stored_once(store: &dyn ObservationStore) {
+    let trial = "suite-idempotent";
+    fresh(store, trial).await;
+    let rows = [
+        row("2024-05-01T10:00:00Z", "loss", "0.5"),
+        row("2024-05-01T10:00:01Z", "loss", "0.4"),
+    ];
+    let key = ReportKey::of(trial, [("2024-05-01T10:00:00Z", "loss", "0.5")]);
+    assert_eq!(
+        store.append(trial, &rows, Some(&key)).await.expect("first"),
+        Appended::Stored
+    );
+    assert_eq!(
+        store.append(trial, &rows, Some(&key)).await.expect("retry"),
+        Appended::Duplicate
+    );
+    assert_eq!(all(store, trial).await, rows);
+    // The same key for another trial is another report.
+    let other = "suite-idempotent-other";
+    fresh(store, other).await;
+    assert_eq!(
+        store.append(other, &rows, Some(&key)).await.expect("other trial"),
+        Appended::Stored
+    );
+    // A different key, or none, stores again.
+    let key2 = ReportKey::of(trial, [("2024-05-01T10:00:01Z", "loss", "0.4")]);
+    assert_eq!(
+        store
+            .append(trial, &rows[..1], Some(&key2))
+            .await
+            .expect("second key"),
+        Appended::Stored
+    );
+    store.report(trial, &rows[..1]).await.expect("unkeyed");
+    assert_eq!(all(store, trial).await.len(), 4);
+    // Deleting the trial forgets its keys: the same report is stored again.
+    store.delete(trial).await.expect("delete");
+    assert_eq!(
+        store
+            .append(trial, &rows, Some(&key))
+            .await
+            .expect("after delete"),
+        Appended::Stored
+    );
+    assert_eq!(all(store, trial).await, rows);
+    // Concurrent copies of one report: exactly one is stored.
+    let concurrent = "suite-idempotent-concurrent";
+    fresh(store, concurrent).await;
+    let key3 = ReportKey::of(concurrent, [("x", "y", "z")]);
+    let results =
+        futures::future::join_all((0..4).map(|_| store.append(concurrent, &rows, Some(&key3)))).await;
+    let stored = results
+        .into_iter()
+        .map(|result| result.expect("concurrent append"))
+        .filter(|appended| *appended == Appended::Stored)
+        .count();
+    assert_eq!(stored, 1);
+    assert_eq!(all(store, concurrent).await, rows);
+}
+
+/// Bulk reads by a list of names (deduplicated, more than one statement's worth) and by
+/// prefix (with LIKE/GLOB wildcards in it taken literally).
+pub async fn bulk_read_by_names_and_prefix(store: &dyn ObservationStore) {
+    let trials: Vec<String> = (0..3).map(|i| format!("suite-bulk_%*-{i}")).collect();
+    let decoy = "suite-bulkX%*-9";
+    for trial in trials.iter().map(String::as_str).chain([decoy]) {
+        fresh(store, trial).await;
+        store
+            .report(
+                trial,
+                &[
+                    row("2024-05-01T10:00:01Z", "loss", "0.2"),
+                    row("2024-05-01T10:00:00Z", "loss", "0.3"),
+                    row("2024-05-01T10:00:00Z", "accuracy", trial),
+                ],
+            )
+            .await
+            .expect("report");
+    }
+    let values = |got: BTreeMap<String, Vec<MetricRow>>| {
+        got.into_iter()
+            .map(|(trial, rows)| (trial, rows.into_iter().map(|r| r.value).collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+    };
+    let expected_all: Vec<(String, Vec<String>)> = trials
+        .iter()
+        .map(|t| (t.clone(), vec!["0.3".to_owned(), t.clone(), "0.2".to_owned()]))
+        .collect();
+
+    let by_prefix = store
+        .get_trials(&TrialSet::Prefix("suite-bulk_%*-".into()), None)
+        .await
+        .expect("by prefix");
+    assert_eq!(values(by_prefix), expected_all);
+
+    let mut names: Vec<String> = trials.clone();
+    names.push(trials[0].clone());
+    names.push("suite-bulk-missing".into());
+    // Pad past one statement's worth of names.
+    names.extend((0..crate::store::NAMES_PER_QUERY).map(|i| format!("suite-bulk-none-{i}")));
+    let by_names = store
+        .get_trials(&TrialSet::Names(names), None)
+        .await
+        .expect("by names");
+    assert_eq!(values(by_names), expected_all);
+
+    let loss = store
+        .get_trials(&TrialSet::Names(vec![trials[1].clone()]), Some("loss"))
+        .await
+        .expect("one metric");
+    assert_eq!(
+        values(loss),
+        [(trials[1].clone(), vec!["0.3".to_owned(), "0.2".to_owned()])]
+    );
+    let none = store
+        .get_trials(&TrialSet::Names(Vec::new()), None)
+        .await
+        .expect("empty list");
+    assert!(none.is_empty());
+}
+
+fn best(trial: &str, metric: &str, goal: Goal, value: &str) -> BestValue {
+    BestValue {
+        trial: trial.to_owned(),
+        metric: metric.to_owned(),
+        goal,
+        value: value.to_owned(),
+    }
+}
+
+/// Min/max pick numbers only (text kept as reported, first on ties), latest picks the
+/// latest row of any value; trials without a number for a min/max goal are left out.
+pub async fn best_values_follow_goals(store: &dyn ObservationStore) {
+    let (a, b, c) = ("suite-best-a", "suite-best-b", "suite-best-c");
+    for trial in [a, b, c] {
+        fresh(store, trial).await;
+    }
+    store
+        .report(
+            a,
+            &[
+                row("2024-05-01T10:00:00Z", "accuracy", "0.50"),
+                row("2024-05-01T10:00:01Z", "accuracy", "0.930"),
+                row("2024-05-01T10:00:02Z", "accuracy", "0.93"),
+                row("2024-05-01T10:00:03Z", "accuracy", "unavailable"),
+                row("2024-05-01T10:00:04Z", "accuracy", "1e-2"),
+                row("2024-05-01T10:00:00Z", "loss", "-7.5E-05"),
+                row("2024-05-01T10:00:09Z", "loss", "inf"),
+                row("2024-05-01T10:00:05Z", "loss", "+3"),
+            ],
+        )
+        .await
+        .expect("report a");
+    store
+        .report(
+            b,
+            &[
+                row("2024-05-01T10:00:00Z", "accuracy", "unavailable"),
+                row("2024-05-01T10:00:00Z", "loss", "2"),
+                row("2024-05-01T10:00:00Z", "loss", "1"),
+            ],
+        )
+        .await
+        .expect("report b");
+    store
+        .report(c, &[row("2024-05-01T10:00:00Z", "f1", "0.1")])
+        .await
+        .expect("report c");
+    let goals = [
+        MetricGoal::new("accuracy", Goal::Max),
+        MetricGoal::new("accuracy", Goal::Min),
+        MetricGoal::new("accuracy", Goal::Latest),
+        MetricGoal::new("loss", Goal::Min),
+        MetricGoal::new("loss", Goal::Latest),
+    ];
+    let got = store
+        .best_values(&TrialSet::Prefix("suite-best-".into()), &goals)
+        .await
+        .expect("best values");
+    assert_eq!(
+        got,
+        [
+            best(a, "accuracy", Goal::Max, "0.930"),
+            best(a, "accuracy", Goal::Min, "1e-2"),
+            best(a, "accuracy", Goal::Latest, "1e-2"),
+            best(a, "loss", Goal::Min, "-7.5E-05"),
+            best(a, "loss", Goal::Latest, "inf"),
+            best(b, "accuracy", Goal::Latest, "unavailable"),
+            best(b, "loss", Goal::Min, "1"),
+            best(b, "loss", Goal::Latest, "1"),
+        ]
+    );
+    let by_names = store
+        .best_values(
+            &TrialSet::Names(vec![b.into(), "suite-best-none".into()]),
+            &goals[3..4],
+        )
+        .await
+        .expect("by names");
+    assert_eq!(by_names, [best(b, "loss", Goal::Min, "1")]);
+    assert_eq!(
+        store
+            .best_values(&TrialSet::Names(vec![a.into()]), &[])
+            .await
+            .expect("no goals"),
+        []
+    );
+}
+
+/// Summaries combine reports (a later report can beat or tie the best so far) and go
+/// away with the trial.
+pub async fn best_values_across_reports_and_delete(store: &dyn ObservationStore) {
+    let trial = "suite-best-reports";
+    fresh(store, trial).await;
+    let goals = [
+        MetricGoal::new("m", Goal::Min),
+        MetricGoal::new("m", Goal::Max),
+        MetricGoal::new("m", Goal::Latest),
+    ];
+    let get = || async {
+        store
+            .best_values(&TrialSet::Names(vec![trial.into()]), &goals)
+            .await
+            .expect("best values")
+            .into_iter()
+            .map(|b| b.value)
+            .collect::<Vec<_>>()
+    };
+    store
+        .report(trial, &[row("2024-05-01T10:00:05Z", "m", "5")])
+        .await
+        .expect("first");
+    assert_eq!(get().await, ["5", "5", "5"]);
+    // Older time, larger and smaller values: min and max move, latest stays.
+    store
+        .report(
+            trial,
+            &[
+                row("2024-05-01T10:00:01Z", "m", "9"),
+                row("2024-05-01T10:00:01Z", "m", "1"),
+            ],
+        )
+        .await
+        .expect("second");
+    assert_eq!(get().await, ["1", "9", "5"]);
+    // Ties keep the first; an equal time is a later latest.
+    store
+        .report(
+            trial,
+            &[
+                row("2024-05-01T10:00:05Z", "m", "1.0"),
+                row("2024-05-01T10:00:02Z", "m", "9.0"),
+            ],
+        )
+        .await
+        .expect("third");
+    assert_eq!(get().await, ["1", "9", "1.0"]);
+    // Non-numbers never become min or max.
+    store
+        .report(trial, &[row("2024-05-01T10:00:06Z", "m", "NaN")])
+        .await
+        .expect("fourth");
+    assert_eq!(get().await, ["1", "9", "NaN"]);
+    store.delete(trial).await.expect("delete");
+    assert_eq!(get().await, Vec::<String>::new());
+}
+
 /// `count` rows one second apart; the last one's value is `last_value` when given.
 fn numbered_rows(count: usize, last_value: Option<&str>) -> Vec<MetricRow> {
     let start = ts("2024-05-01T00:00:00Z");
@@ -312,4 +589,193 @@ fn numbered_rows(count: usize, last_value: Option<&str>) -> Vec<MetricRow> {
             MetricRow::new(start.checked_add(offset).expect("time"), "step", value)
         })
         .collect()
+}
+
+/// A database of its own on a real server, created from an admin URL (whose user may
+/// create databases) and dropped by [`ScratchDb::drop_database`].
+#[derive(Debug)]
+pub struct ScratchDb {
+    /// The admin URL it was made from.
+    pub admin_url: String,
+    /// The URL of the new database.
+    pub url: String,
+    /// Its name (`katib_test_<random>`).
+    pub name: String,
+}
+
+impl ScratchDb {
+    /// Creates `katib_test_<random>` on the server of `admin_url` (MySQL or PostgreSQL).
+    pub async fn create(admin_url: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "katib_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        admin_exec(admin_url, &format!("CREATE DATABASE {name}")).await;
+        let (base, query) = admin_url
+            .split_once('?')
+            .map_or((admin_url, None), |(base, query)| (base, Some(query)));
+        let authority_end = base.find("://").map_or(0, |i| i + 3);
+        let path_start = base[authority_end..]
+            .find('/')
+            .map_or(base.len(), |i| authority_end + i);
+        let mut url = format!("{}/{name}", &base[..path_start]);
+        if let Some(query) = query {
+            url.push('?');
+            url.push_str(query);
+        }
+        Self {
+            admin_url: admin_url.to_owned(),
+            url,
+            name,
+        }
+    }
+
+    /// Drops the database.
+    pub async fn drop_database(self) {
+        let force = if self.admin_url.starts_with("postgres") {
+            " WITH (FORCE)"
+        } else {
+            ""
+        };
+        admin_exec(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {}{force}", self.name),
+        )
+        .await;
+    }
+}
+
+/// Runs one statement on the server of `url` (a name we generated, never user input).
+async fn admin_exec(url: &str, statement: &str) {
+    use crate::store::{MySqlStore, PgStore};
+    let statement = sqlx::AssertSqlSafe(statement.to_owned());
+    if url.starts_with("postgres") {
+        let store = PgStore::connect(url).await.expect("connect as admin");
+        sqlx::raw_sql(statement)
+            .execute(store.pool())
+            .await
+            .expect("admin statement");
+        store.close().await;
+    } else {
+        let store = MySqlStore::connect(url).await.expect("connect as admin");
+        sqlx::raw_sql(statement)
+            .execute(store.pool())
+            .await
+            .expect("admin statement");
+        store.close().await;
+    }
+}
+
+/// Katib's own DDL and a few rows the way Katib's db-manager writes them (MySQL:
+/// `DATETIME(6)` text; PostgreSQL: RFC3339Nano text), on a database with no sqlx
+/// migration table: what a running Katib installation has.
+const MYSQL_KATIB: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS observation_logs (trial_name VARCHAR(255) NOT NULL, \
+     id INT AUTO_INCREMENT PRIMARY KEY, time DATETIME(6), \
+     metric_name VARCHAR(255) NOT NULL, value TEXT NOT NULL)",
+    "INSERT INTO observation_logs (trial_name, time, metric_name, value) VALUES \
+     ('katib-trial', '2024-05-01 10:00:00.25', 'accuracy', '0.5'), \
+     ('katib-trial', '2024-05-01 10:00:01', 'accuracy', '0.75'), \
+     ('katib-trial', '2024-05-01 10:00:02', 'accuracy', '0.6'), \
+     ('katib-trial', NULL, 'accuracy', '0.99'), \
+     ('katib-trial', '2024-05-01 10:00:03', 'loss', 'unavailable')",
+];
+const POSTGRES_KATIB: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS observation_logs (trial_name VARCHAR(255) NOT NULL, \
+     id serial PRIMARY KEY, time TIMESTAMP(6), metric_name VARCHAR(255) NOT NULL, \
+     value TEXT NOT NULL)",
+    "INSERT INTO observation_logs (trial_name, time, metric_name, value) VALUES \
+     ('katib-trial', '2024-05-01T10:00:00.25Z', 'accuracy', '0.5'), \
+     ('katib-trial', '2024-05-01T10:00:01Z', 'accuracy', '0.75'), \
+     ('katib-trial', '2024-05-01T10:00:02Z', 'accuracy', '0.6'), \
+     ('katib-trial', NULL, 'accuracy', '0.99'), \
+     ('katib-trial', '2024-05-01T10:00:03Z', 'loss', 'unavailable')",
+];
+const MYSQL_POISON: &[&str] = &[
+    "CREATE TRIGGER katib_test_poison BEFORE INSERT ON observation_logs \
+     FOR EACH ROW BEGIN IF NEW.value = 'poison' THEN \
+     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poisoned row'; END IF; END",
+];
+const MYSQL_UNPOISON: &str = "DROP TRIGGER katib_test_poison";
+const POSTGRES_POISON: &[&str] = &[
+    "CREATE OR REPLACE FUNCTION katib_test_poison() RETURNS trigger AS $$ \
+     BEGIN IF NEW.value = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+     RETURN NEW; END $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER katib_test_poison BEFORE INSERT ON observation_logs \
+     FOR EACH ROW EXECUTE FUNCTION katib_test_poison()",
+];
+const POSTGRES_UNPOISON: &str = "DROP TRIGGER katib_test_poison ON observation_logs";
+
+/// The whole conformance suite on a real MySQL/MariaDB or PostgreSQL server, in a
+/// scratch database made from `admin_url` and dropped afterwards: adopting a database
+/// Katib created (its rows readable, metric summaries backfilled from them), every
+/// [`run_all`] check, atomicity against a failing trigger, re-opening, and a re-run of
+/// the migrations.
+pub async fn on_server(admin_url: &str) {
+    let scratch = ScratchDb::create(admin_url).await;
+    let postgres = admin_url.starts_with("postgres");
+    let (katib, poison, unpoison) = if postgres {
+        (POSTGRES_KATIB, POSTGRES_POISON, POSTGRES_UNPOISON)
+    } else {
+        (MYSQL_KATIB, MYSQL_POISON, MYSQL_UNPOISON)
+    };
+    for statement in katib {
+        admin_exec(&scratch.url, statement).await;
+    }
+
+    let store = open_store(&scratch.url).await.expect("adopt Katib's database");
+    assert_eq!(
+        all(&*store, "katib-trial").await,
+        [
+            row("2024-05-01T10:00:00.25Z", "accuracy", "0.5"),
+            row("2024-05-01T10:00:01Z", "accuracy", "0.75"),
+            row("2024-05-01T10:00:02Z", "accuracy", "0.6"),
+            row("2024-05-01T10:00:03Z", "loss", "unavailable"),
+        ],
+        "Katib's rows (the one without a time is skipped, as Katib does)"
+    );
+    let backfilled = store
+        .best_values(
+            &TrialSet::Names(vec!["katib-trial".into()]),
+            &[
+                MetricGoal::new("accuracy", Goal::Max),
+                MetricGoal::new("accuracy", Goal::Latest),
+                MetricGoal::new("loss", Goal::Min),
+                MetricGoal::new("loss", Goal::Latest),
+            ],
+        )
+        .await
+        .expect("backfilled summaries");
+    assert_eq!(
+        backfilled,
+        [
+            best("katib-trial", "accuracy", Goal::Max, "0.75"),
+            best("katib-trial", "accuracy", Goal::Latest, "0.6"),
+            best("katib-trial", "loss", Goal::Latest, "unavailable"),
+        ]
+    );
+
+    run_all(&*store).await;
+
+    for statement in poison {
+        admin_exec(&scratch.url, statement).await;
+    }
+    report_is_atomic(&*store, "poison").await;
+    admin_exec(&scratch.url, unpoison).await;
+    store.close().await;
+
+    reopen_keeps_data(&scratch.url).await;
+    let checked = crate::store::open_store_with(&scratch.url, crate::store::Init::CheckOnly)
+        .await
+        .expect("check-only open of a migrated database");
+    checked.close().await;
+    scratch.drop_database().await;
 }

@@ -11,6 +11,8 @@ the learning rate, momentum and optimizer, and reports metrics the way real trai
   --format push   reports through db-manager's gRPC API with the kubeflow-katib SDK
 
 --fail makes it exit 1 after the first epoch; --silent prints no metrics.
+--diverge-lr X gives the space a bad region: with --lr above X training diverges (accuracy
+falls towards 0.1 and loss grows), the case early stopping is for.
 """
 import argparse
 import datetime
@@ -37,15 +39,22 @@ def main():
     p.add_argument("--log-path", default="")
     p.add_argument("--fail", action="store_true")
     p.add_argument("--silent", action="store_true")
+    p.add_argument("--diverge-lr", type=float, default=0.0,
+                   help="learning rates above this diverge (0: never)")
     a = p.parse_args()
     if a.lr <= 0:
         sys.exit(f"--lr must be > 0, got {a.lr}")
 
     q = quality(a.lr, a.momentum, a.optimizer)
+    diverges = a.diverge_lr > 0 and a.lr > a.diverge_lr
     for epoch in range(1, a.epochs + 1):
         time.sleep(a.sleep)
-        accuracy = 0.5 + 0.49 * q * (1 - math.exp(-epoch / 2))
-        loss = 1 - accuracy + 0.05 / epoch
+        if diverges:
+            accuracy = 0.1 + 0.35 * math.exp(-epoch / 3)
+            loss = 1 - accuracy + 0.2 * epoch
+        else:
+            accuracy = 0.5 + 0.49 * q * (1 - math.exp(-epoch / 2))
+            loss = 1 - accuracy + 0.05 / epoch
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         print(f"training epoch {epoch}/{a.epochs}", flush=True)
         if a.silent:

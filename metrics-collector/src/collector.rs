@@ -237,7 +237,7 @@ pub struct Collector {
     objective_type: ObjectiveType,
     format: Format,
     span: tracing::Span,
-    rows: mpsc::UnboundedSender<Vec<pb::MetricLog>>,
+    rows: mpsc::UnboundedSender<ToFlusher>,
     flusher: JoinHandle<Flushed>,
     last_stamp: Option<jiff::Timestamp>,
     observed: Vec<(String, String)>,
@@ -350,8 +350,19 @@ impl Collector {
             });
         }
         self.progress.metrics += rows.len() as u64;
-        if self.rows.send(rows).is_err() {
+        if self.rows.send(ToFlusher::Rows(rows)).is_err() {
             error!("the task reporting metrics has stopped; metrics are being lost");
+        }
+    }
+
+    /// Sends every row queued so far to the sink now and waits until it is done (or has
+    /// failed: rows that could not be sent stay queued for the next try, as with the
+    /// timed sends). Early stopping calls this before asking for fresh rules, so the
+    /// rule service sees this trial's latest values.
+    pub async fn flush(&mut self) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.rows.send(ToFlusher::Flush(done)).is_ok() {
+            let _ = flushed.await;
         }
     }
 
@@ -385,7 +396,7 @@ impl Collector {
                 }),
             };
             // Fails only if the task died, which awaiting it reports below.
-            let _ = rows.send(vec![row]);
+            let _ = rows.send(ToFlusher::Rows(vec![row]));
         }
         drop(rows);
         let flushed = flusher.await.map_err(|source| Error::Flusher {
@@ -450,6 +461,15 @@ impl Collector {
     }
 }
 
+/// What the collector hands its background task.
+#[derive(Debug)]
+enum ToFlusher {
+    /// Rows to buffer and send.
+    Rows(Vec<pb::MetricLog>),
+    /// Send everything buffered now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// What the background task did.
 #[derive(Debug, Default)]
 struct Flushed {
@@ -469,7 +489,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    async fn run(mut self, mut rows: mpsc::UnboundedReceiver<Vec<pb::MetricLog>>) -> Flushed {
+    async fn run(mut self, mut rows: mpsc::UnboundedReceiver<ToFlusher>) -> Flushed {
         let mut due: Option<Instant> = None;
         loop {
             let timer = async {
@@ -480,7 +500,16 @@ impl Flusher {
             };
             tokio::select! {
                 received = rows.recv() => {
-                    let Some(received) = received else { break };
+                    let received = match received {
+                        None => break,
+                        Some(ToFlusher::Rows(received)) => received,
+                        Some(ToFlusher::Flush(done)) => {
+                            let _ = self.flush(1).await;
+                            due = self.next_due();
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
                     if self.buf.is_empty() {
                         due = Some(Instant::now() + self.policy.max_delay);
                     }
@@ -601,64 +630,121 @@ async fn finish_after(read: io::Result<()>, from: String, collector: Collector) 
 
 async fn follow(path: &Path, collector: &mut Collector, done: impl Future<Output = ()>) -> io::Result<()> {
     let mut done = pin!(done);
-    let mut exited = false;
-    let mut file = loop {
-        match tokio::fs::File::open(path).await {
-            Ok(file) => break file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if exited {
-                    warn!(path = %path.display(), "the trainer exited without creating the metrics file");
-                    return Ok(());
-                }
-                tokio::select! {
-                    () = &mut done => exited = true,
-                    () = tokio::time::sleep(TAIL_POLL) => {}
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    debug!(path = %path.display(), "following metrics file");
-    let mut pos = 0_u64;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0_u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut chunk).await?;
-        if n > 0 {
-            pos += n as u64;
-            pending.extend_from_slice(&chunk[..n]);
-            push_complete_lines(&mut pending, collector);
-            continue;
-        }
-        if exited {
-            break;
-        }
-        if file.metadata().await?.len() < pos {
-            warn!(path = %path.display(), "metrics file shrank; reading it again from the start");
-            file.seek(io::SeekFrom::Start(0)).await?;
-            pos = 0;
-            pending.clear();
-            continue;
-        }
-        tokio::select! {
-            () = &mut done => exited = true,
-            () = tokio::time::sleep(TAIL_POLL) => {}
-        }
-    }
-    if !pending.is_empty() {
-        collector.push_line(&String::from_utf8_lossy(&pending));
+    let mut lines = FileFollower::new(path);
+    while let Some(line) = lines.next_line(done.as_mut()).await? {
+        collector.push_line(&line);
     }
     Ok(())
 }
 
-/// Pushes every `\n`-terminated line in `pending` and keeps the unterminated rest.
-fn push_complete_lines(pending: &mut Vec<u8>, collector: &mut Collector) {
-    let mut start = 0;
-    while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-        collector.push_line(&String::from_utf8_lossy(&pending[start..start + end]));
-        start += end + 1;
+/// Follows a growing file line by line: the reading half of [`tail_file`], for drivers
+/// that act between lines (early stopping checks the rules after each one).
+///
+/// The file may appear late; it is polled every [`TAIL_POLL`]. A last line without `\n`
+/// waits for the rest until the trainer has exited. If the file shrinks (truncated and
+/// rewritten), it is read again from the start. Invalid UTF-8 is replaced.
+#[derive(Debug)]
+pub struct FileFollower {
+    path: std::path::PathBuf,
+    file: Option<tokio::fs::File>,
+    pos: u64,
+    pending: Vec<u8>,
+    ready: std::collections::VecDeque<String>,
+    chunk: Vec<u8>,
+    exited: bool,
+    finished: bool,
+}
+
+impl FileFollower {
+    /// A follower of `path` (which need not exist yet).
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Self {
+            path: path.as_ref().to_path_buf(),
+            file: None,
+            pos: 0,
+            pending: Vec::new(),
+            ready: std::collections::VecDeque::new(),
+            chunk: vec![0_u8; 64 * 1024],
+            exited: false,
+            finished: false,
+        }
     }
-    pending.drain(..start);
+
+    /// The next complete line (without its `\n`), waiting for it as long as the trainer
+    /// runs. `done` resolves when the trainer has exited; pass the same future on every
+    /// call (it is not polled again once it has resolved). After `done`, what is left is
+    /// returned, the unterminated last line included, then `None`.
+    pub async fn next_line<F: Future<Output = ()>>(
+        &mut self,
+        mut done: std::pin::Pin<&mut F>,
+    ) -> io::Result<Option<String>> {
+        loop {
+            if let Some(line) = self.ready.pop_front() {
+                return Ok(Some(line));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            let Some(file) = self.file.as_mut() else {
+                match tokio::fs::File::open(&self.path).await {
+                    Ok(file) => {
+                        debug!(path = %self.path.display(), "following metrics file");
+                        self.file = Some(file);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        if self.exited {
+                            warn!(path = %self.path.display(), "the trainer exited without creating the metrics file");
+                            self.finished = true;
+                        } else {
+                            tokio::select! {
+                                () = &mut done => self.exited = true,
+                                () = tokio::time::sleep(TAIL_POLL) => {}
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            };
+            let n = file.read(&mut self.chunk).await?;
+            if n > 0 {
+                self.pos += n as u64;
+                self.pending.extend_from_slice(&self.chunk[..n]);
+                self.split_lines();
+                continue;
+            }
+            if self.exited {
+                if !self.pending.is_empty() {
+                    let rest = std::mem::take(&mut self.pending);
+                    self.ready.push_back(String::from_utf8_lossy(&rest).into_owned());
+                }
+                self.finished = true;
+                continue;
+            }
+            if file.metadata().await?.len() < self.pos {
+                warn!(path = %self.path.display(), "metrics file shrank; reading it again from the start");
+                file.seek(io::SeekFrom::Start(0)).await?;
+                self.pos = 0;
+                self.pending.clear();
+                continue;
+            }
+            tokio::select! {
+                () = &mut done => self.exited = true,
+                () = tokio::time::sleep(TAIL_POLL) => {}
+            }
+        }
+    }
+
+    /// Moves every `\n`-terminated line of `pending` to `ready`, keeping the rest.
+    fn split_lines(&mut self) {
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.pending[start..start + end]).into_owned();
+            self.ready.push_back(line);
+            start += end + 1;
+        }
+        self.pending.drain(..start);
+    }
 }
 
 #[cfg(test)]
@@ -796,6 +882,23 @@ mod tests {
                 p("loss", "0.7")
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_sends_what_is_queued_at_once() {
+        let sink = Arc::new(FakeSink::default());
+        let mut c = collector(&sink);
+        c.push_line("loss=0.9");
+        c.push_line("loss=0.8");
+        c.flush().await;
+        // Sent without waiting for the 250 ms batching delay.
+        assert_eq!(sink.sizes(), [2]);
+        c.flush().await;
+        assert_eq!(sink.sizes(), [2], "nothing new to send");
+        c.push_line("loss=0.7");
+        let summary = c.finish().await.unwrap();
+        assert_eq!(sink.sizes(), [2, 1]);
+        assert_eq!(summary.reported, 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,6 +9,8 @@
 //! - [`collector`]: [`Collector`] parses lines, stamps them, and streams batches to a sink
 //!   while the trial runs; [`collect_reader`] and [`tail_file`] drive it from a reader or
 //!   a growing file (Katib's StdOut/File collectors).
+//! - [`earlystop`]: early-stopping rules checked as metrics stream in ([`StopRules`], pure)
+//!   and [`EarlyStopper`], which refreshes them from the early-stopping service.
 //!
 //! A local runtime does, per trial:
 //! ```ignore
@@ -20,12 +22,16 @@
 //! Where this deliberately differs from Katib's collector is listed in each module's docs.
 
 pub mod collector;
+pub mod earlystop;
 pub mod parse;
 pub mod sink;
 
 pub use collector::{
-    BatchPolicy, Collector, CollectorConfig, Error, Format, ObjectiveType, Progress, Summary,
+    BatchPolicy, Collector, CollectorConfig, Error, FileFollower, Format, ObjectiveType, Progress, Summary,
     UNAVAILABLE_TIME, UNAVAILABLE_VALUE, collect_reader, tail_file,
+};
+pub use earlystop::{
+    Comparison, EarlyStopper, RefreshReason, RuleError, RuleSource, StopRule, StopRules, Verdict,
 };
 pub use parse::{JsonLine, JsonParser, ParseError, ParsedMetric, Skipped, TextParser};
 pub use sink::{DbManagerSink, RetryPolicy, Sink, SinkError};

@@ -23,14 +23,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use katib_api::pb;
+use katib_api::pb::early_stopping_server::EarlyStoppingServer;
 use katib_api::pb::suggestion_server::{Suggestion, SuggestionServer};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, info_span};
 
 use crate::algorithm::{Algorithm, SuggestRequest};
+use crate::cmaes::Cmaes;
+use crate::earlystopping::EarlyStoppingService;
 use crate::error::SuggestError;
 use crate::grid::Grid;
+use crate::hyperband::Hyperband;
 use crate::random::Random;
+use crate::sobol::Sobol;
+use crate::tpe::Tpe;
 
 /// The health-check service name Katib's suggestion Deployment probes.
 pub const KATIB_PROBE_SERVICE: &str = "manager.v1beta1.Suggestion";
@@ -59,11 +65,18 @@ impl Registry {
         Registry::default()
     }
 
-    /// Every algorithm this crate implements: `grid`, `random`.
+    /// Every algorithm this crate implements: `random`, `grid`, `bayesianoptimization`, `tpe`,
+    /// `multivariate-tpe`, `sobol`, `cmaes`, `hyperband`.
     pub fn builtin() -> Self {
         let mut registry = Registry::new();
         registry.register(Arc::new(Random));
         registry.register(Arc::new(Grid));
+        registry.register(Arc::new(crate::bayesopt::BayesianOptimization));
+        registry.register(Arc::new(Tpe::independent()));
+        registry.register(Arc::new(Tpe::multivariate()));
+        registry.register(Arc::new(Sobol));
+        registry.register(Arc::new(Cmaes));
+        registry.register(Arc::new(Hyperband));
         registry
     }
 
@@ -272,8 +285,8 @@ pub enum Error {
 /// never hits tonic's 4 MiB default.
 const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
-/// Serves Suggestion (built-in algorithms) and `grpc.health.v1` on `listener` until `shutdown`
-/// completes.
+/// Serves Suggestion (built-in algorithms), EarlyStopping (standalone: no runtime to mark
+/// trials) and `grpc.health.v1` on `listener` until `shutdown` completes.
 ///
 /// Health reports SERVING for `""`, `api.v1.beta1.Suggestion` and Katib's probe name
 /// `manager.v1beta1.Suggestion`.
@@ -290,9 +303,25 @@ pub async fn serve_with(
     service: SuggestionService,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve_all(listener, service, EarlyStoppingService::new(), shutdown).await
+}
+
+/// Serves Suggestion, EarlyStopping and `grpc.health.v1` on `listener` until `shutdown`
+/// completes. (Katib runs early stopping on its own port, 6788, in the suggestion pod;
+/// here both share one port. `katib run` passes an EarlyStopping service wired to its
+/// runtime so `SetTrialStatus` marks local trials.)
+pub async fn serve_all(
+    listener: tokio::net::TcpListener,
+    service: SuggestionService,
+    early_stopping: EarlyStoppingService,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_serving::<SuggestionServer<SuggestionService>>()
+        .await;
+    reporter
+        .set_serving::<EarlyStoppingServer<EarlyStoppingService>>()
         .await;
     reporter
         .set_service_status(KATIB_PROBE_SERVICE, tonic_health::ServingStatus::Serving)
@@ -300,9 +329,13 @@ pub async fn serve_with(
     let suggestion = SuggestionServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let early_stopping = EarlyStoppingServer::new(early_stopping)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(suggestion)
+        .add_service(early_stopping)
         // TCP_NODELAY: small gRPC replies must not wait for a delayed ACK (40 ms).
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -329,7 +362,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send + 'static
             source,
         })?;
     let address = listener.local_addr().map_err(Error::LocalAddr)?;
-    tracing::info!(%address, algorithms = ?Registry::builtin().names(), "suggestion service listening");
+    tracing::info!(%address, algorithms = ?Registry::builtin().names(), early_stopping = ?crate::earlystopping::ALGORITHMS, "suggestion service listening");
     serve(listener, shutdown).await
 }
 
@@ -363,7 +396,7 @@ mod tests {
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert_eq!(
             s.message(),
-            "unknown algorithm \"foo\"; this service serves: grid, random"
+            "unknown algorithm \"foo\"; this service serves: bayesianoptimization, cmaes, grid, hyperband, multivariate-tpe, random, sobol, tpe"
         );
         let s = status(get_request(
             "random",

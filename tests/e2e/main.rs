@@ -2,6 +2,9 @@
 //! Katib's own Python gRPC stubs (PyPI `kubeflow-katib`) against our services.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod algorithms;
 mod cli;
+mod db;
+mod early_stopping;
 mod grpc_compat;
 mod harness;

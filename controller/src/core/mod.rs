@@ -188,9 +188,7 @@ fn goal_reached(exp: &Experiment, trials: &[Trial]) -> bool {
     let Some(objective) = exp.spec.objective.as_ref() else {
         return false;
     };
-    let Some(goal) = objective.goal else {
-        return false;
-    };
+    let Some(goal) = objective.goal else { return false };
     match optimal_trial(exp, trials) {
         Some((_, Some(best))) => {
             if objective.is_maximize() {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use katib_api::conditions::{self, trial as tc};
 use katib_api::crd::{
-    API_VERSION, EXPERIMENT_LABEL, Experiment, Metric, ObjectMeta, Observation, ParameterAssignment, Trial,
-    TrialSpec, TrialStatus, UNAVAILABLE,
+    API_VERSION, EXPERIMENT_LABEL, EarlyStoppingRule, Experiment, Metric, ObjectMeta, Observation,
+    ParameterAssignment, Trial, TrialSpec, TrialStatus, UNAVAILABLE,
 };
 use katib_api::pb;
 use rand::RngExt as _;
@@ -124,10 +124,57 @@ pub enum JobOutcome {
     Killed {
         message: String,
     },
+    /// Stopped by its metrics collector because it broke its early-stopping rules.
+    EarlyStopped {
+        message: String,
+    },
 }
 
 fn status_mut(trial: &mut Trial) -> &mut TrialStatus {
     trial.status.get_or_insert_with(TrialStatus::default)
+}
+
+/// Marks a trial EarlyStopped (reason `TrialEarlyStopped`), as Katib's early-stopping
+/// service does on `SetTrialStatus`. Its job may still be ending: the completion time is set
+/// when it has ([`apply_outcome`]). Returns false (and changes nothing) when the trial had
+/// already completed otherwise.
+pub fn mark_early_stopped(trial: &mut Trial, now: &str) -> bool {
+    let s = status_mut(trial);
+    let done_otherwise = [tc::SUCCEEDED, tc::FAILED, tc::KILLED, tc::METRICS_UNAVAILABLE]
+        .iter()
+        .any(|t| conditions::is_true(&s.conditions, t));
+    if done_otherwise {
+        return false;
+    }
+    if !conditions::is_true(&s.conditions, tc::EARLY_STOPPED) {
+        conditions::set_terminal(
+            &mut s.conditions,
+            tc::EARLY_STOPPED,
+            tc::REASON_EARLY_STOPPED,
+            tc::MSG_EARLY_STOPPED,
+            now,
+        );
+    }
+    true
+}
+
+/// Early-stopping rules from the service as a Trial carries them (`spec.earlyStoppingRules`),
+/// with Katib's comparison mapping (anything but LESS/GREATER is `equal`).
+pub fn rules_from_pb(rules: &[pb::EarlyStoppingRule]) -> Vec<EarlyStoppingRule> {
+    rules
+        .iter()
+        .map(|r| EarlyStoppingRule {
+            name: r.name.clone(),
+            value: r.value.clone(),
+            comparison: match pb::ComparisonType::try_from(r.comparison) {
+                Ok(pb::ComparisonType::Less) => "less",
+                Ok(pb::ComparisonType::Greater) => "greater",
+                _ => "equal",
+            }
+            .to_string(),
+            start_step: r.start_step,
+        })
+        .collect()
 }
 
 /// Marks a new trial Created (start time set).
@@ -204,7 +251,25 @@ pub fn apply_outcome(trial: &mut Trial, outcome: &JobOutcome, observation: Optio
                 terminal(s, tc::FAILED, &reason, &message);
             }
         }
-        JobOutcome::Killed { message } => terminal(s, tc::KILLED, tc::REASON_KILLED, message),
+        JobOutcome::Killed { message } => {
+            if early_stopped {
+                s.completion_time = Some(now.to_string());
+            } else {
+                terminal(s, tc::KILLED, tc::REASON_KILLED, message);
+            }
+        }
+        JobOutcome::EarlyStopped { .. } => {
+            if early_stopped {
+                s.completion_time = Some(now.to_string());
+            } else {
+                terminal(
+                    s,
+                    tc::EARLY_STOPPED,
+                    tc::REASON_EARLY_STOPPED,
+                    tc::MSG_EARLY_STOPPED,
+                );
+            }
+        }
     }
 }
 
@@ -316,6 +381,109 @@ mod tests {
         let last = f.status.as_ref().unwrap().conditions.last().unwrap().clone();
         assert_eq!(last.type_, tc::FAILED);
         assert_eq!(last.reason, "TrialFailed. Job reason: ExitCode");
+    }
+
+    #[test]
+    fn early_stopped_keeps_its_observation_and_wins_over_the_job_outcome() {
+        let mut t = trial();
+        mark_created(&mut t, "t0");
+        apply_outcome(&mut t, &JobOutcome::Running, None, "t1");
+        assert!(mark_early_stopped(&mut t, "t2"));
+        let s = t.status.as_ref().unwrap();
+        let last = s.conditions.last().unwrap();
+        assert_eq!(
+            (last.type_.as_str(), last.reason.as_str(), last.message.as_str()),
+            (tc::EARLY_STOPPED, "TrialEarlyStopped", "Trial is early stopped")
+        );
+        assert!(!conditions::is_true(&s.conditions, tc::RUNNING));
+        assert_eq!(s.completion_time, None, "the job is still ending");
+
+        // The stopped process ends: the observation so far is kept, completion time set.
+        let obs = observation_from_logs(&t, &[log("2024-01-01T00:00:00Z", "acc", "0.3")]);
+        let mut stopped = t.clone();
+        apply_outcome(
+            &mut stopped,
+            &JobOutcome::EarlyStopped {
+                message: "acc < 0.6".into(),
+            },
+            obs.clone(),
+            "t3",
+        );
+        let s = stopped.status.as_ref().unwrap();
+        assert_eq!(s.completion_time.as_deref(), Some("t3"));
+        assert_eq!(
+            s.observation.as_ref().unwrap().metric("acc").unwrap().latest,
+            "0.3"
+        );
+        assert_eq!(s.conditions.last().unwrap().type_, tc::EARLY_STOPPED);
+        // A job that succeeded anyway (Katib's wrapper exits 0) stays EarlyStopped.
+        let mut ok = t.clone();
+        apply_outcome(&mut ok, &JobOutcome::Succeeded, obs.clone(), "t3");
+        assert!(!conditions::is_true(
+            &ok.status.as_ref().unwrap().conditions,
+            tc::SUCCEEDED
+        ));
+        // Without a mark from the service, the collector's exit alone marks it.
+        let mut unmarked = trial();
+        apply_outcome(&mut unmarked, &JobOutcome::Running, None, "t1");
+        apply_outcome(
+            &mut unmarked,
+            &JobOutcome::EarlyStopped {
+                message: String::new(),
+            },
+            obs,
+            "t3",
+        );
+        assert_eq!(
+            unmarked
+                .status
+                .as_ref()
+                .unwrap()
+                .conditions
+                .last()
+                .unwrap()
+                .reason,
+            "TrialEarlyStopped"
+        );
+
+        // A trial that already completed otherwise is not marked.
+        let mut done = trial();
+        apply_outcome(
+            &mut done,
+            &JobOutcome::Failed {
+                reason: "x".into(),
+                message: "y".into(),
+            },
+            None,
+            "t1",
+        );
+        assert!(!mark_early_stopped(&mut done, "t2"));
+        assert!(!conditions::is_true(
+            &done.status.as_ref().unwrap().conditions,
+            tc::EARLY_STOPPED
+        ));
+    }
+
+    #[test]
+    fn rules_use_katib_comparison_names() {
+        let rule = |c: pb::ComparisonType| pb::EarlyStoppingRule {
+            name: "acc".into(),
+            value: "0.5".into(),
+            comparison: c as i32,
+            start_step: 4,
+        };
+        let got = rules_from_pb(&[
+            rule(pb::ComparisonType::Less),
+            rule(pb::ComparisonType::Greater),
+            rule(pb::ComparisonType::Equal),
+            rule(pb::ComparisonType::UnknownComparison),
+        ]);
+        let cmp: Vec<&str> = got.iter().map(|r| r.comparison.as_str()).collect();
+        assert_eq!(cmp, ["less", "greater", "equal", "equal"]);
+        assert_eq!(
+            (got[0].name.as_str(), got[0].value.as_str(), got[0].start_step),
+            ("acc", "0.5", 4)
+        );
     }
 
     #[test]

@@ -6,15 +6,34 @@
 //!   gets its own copy under its run directory, and every occurrence of the path in the
 //!   command and env is rewritten to it, so parallel trials never share a file.
 //! - Push: the trainer reports through db-manager itself; output is only logged.
+//!
+//! Early stopping (when the experiment has `spec.earlyStopping`): after every line the
+//! collector has parsed, the trial's rules are checked
+//! ([`katib_metrics_collector::EarlyStopper`]). The rules are those attached to the trial
+//! when it was created, refreshed from the EarlyStopping service when the trial reaches a
+//! rule's `start_step` (a rung) and, while it has none, every few seconds. A trial that
+//! breaks them has its whole process group stopped, its metrics so far reported, and the
+//! service told (`SetTrialStatus`, as Katib's collector does); the driver then returns
+//! [`ProcessExit::EarlyStopped`]. Output printed after the decision, while the process
+//! shuts down, is logged but not collected. StdOut and File (TEXT or JSON) collectors enforce rules;
+//! with Push the trainer reports by itself and nothing is enforced (as on Katib, where no
+//! sidecar is injected for Push).
 
 use std::path::{Path, PathBuf};
-
-use katib_api::crd::Experiment;
-use katib_metrics_collector::{Collector, CollectorConfig, DbManagerSink, ObjectiveType};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
+
+use katib_api::crd::{EarlyStoppingRule, Experiment};
+use katib_api::pb;
+use katib_api::pb::early_stopping_client::EarlyStoppingClient;
+use katib_metrics_collector::earlystop::parse_rules;
+use katib_metrics_collector::{
+    Collector, CollectorConfig, DbManagerSink, EarlyStopper, FileFollower, ObjectiveType, RuleSource,
+    StopRule, StopRules,
+};
+use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::process::{self, ProcessExit, ProcessSpec};
 use super::render::LocalCommand;
@@ -30,7 +49,12 @@ enum Kind {
 #[derive(Clone, Debug)]
 pub struct CollectSpec {
     kind: Kind,
-    /// Parsers are compiled once per experiment (regex compilation is the most expensive
+    metric_names: Vec<String>,
+    objective_type: ObjectiveType,
+    /// The metric whose value is an early-stopping rule's step (`resource_metric` in
+    /// `spec.earlyStopping.algorithmSettings`); `None`: the number of values reported.
+    step_metric: Option<String>,
+    /// Parsers compiled once per experiment (regex compilation was the most expensive
     /// step of starting a trial) and cloned per trial with the trial's name.
     template: Option<CollectorConfig>,
 }
@@ -59,17 +83,50 @@ impl CollectSpec {
                 ));
             }
         };
-        let names = objective.all_metric_names();
+        // Katib validates filters in the webhook; compiling them here once also makes a
+        // bad one fail the run up front rather than every trial.
         let objective_type = ObjectiveType::from_katib(&objective.type_).unwrap_or(ObjectiveType::Minimize);
         let template = match &kind {
             Kind::Push => None,
-            Kind::File { json: true, .. } => Some(CollectorConfig::json("", names, objective_type)),
+            Kind::File { json: true, .. } => Some(CollectorConfig::json(
+                "",
+                objective.all_metric_names(),
+                objective_type,
+            )),
             _ => Some(
-                CollectorConfig::text("", names, objective_type, &filters)
+                CollectorConfig::text("", objective.all_metric_names(), objective_type, &filters)
                     .map_err(|e| format!("spec.metricsCollectorSpec.source.filter.metricsFormat: {e}"))?,
             ),
         };
-        Ok(CollectSpec { kind, template })
+        let step_metric = exp
+            .spec
+            .early_stopping
+            .as_ref()
+            .and_then(|es| es.algorithm_settings.iter().find(|s| s.name == "resource_metric"))
+            .map(|s| s.value.trim().to_string())
+            .filter(|m| !m.is_empty());
+        let metric_names = objective.all_metric_names();
+        if let Some(m) = &step_metric
+            && !metric_names.contains(m)
+        {
+            return Err(format!(
+                "spec.earlyStopping.algorithmSettings resource_metric \"{m}\" is not collected; add it to \
+                 spec.objective.additionalMetricNames so the collector reads it"
+            ));
+        }
+        if exp.spec.early_stopping.is_some() && kind == Kind::Push {
+            warn!(
+                "early stopping is not enforced with the Push metrics collector (the trainer reports by itself); \
+                 use StdOut or File"
+            );
+        }
+        Ok(CollectSpec {
+            kind,
+            metric_names,
+            objective_type,
+            step_metric,
+            template,
+        })
     }
 
     /// Rewrites the container's metrics-file path to a per-trial local file.
@@ -102,8 +159,109 @@ impl CollectSpec {
     }
 }
 
+/// Early stopping for one trial.
+#[derive(Clone, Debug)]
+pub struct EarlyStopping {
+    /// The experiment's EarlyStopping service.
+    pub client: EarlyStoppingClient<Channel>,
+    /// The current `GetEarlyStoppingRules` request (experiment, trials, db-manager address),
+    /// kept up to date by the runner; used to refresh the rules.
+    pub request: watch::Receiver<pb::GetEarlyStoppingRulesRequest>,
+    /// The rules attached to the trial when it was created.
+    pub rules: Vec<EarlyStoppingRule>,
+}
+
+/// Deadline of one call to the EarlyStopping service from a trial's collector.
+const RULES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Fresh rules from the EarlyStopping service.
+struct ServiceRules {
+    client: EarlyStoppingClient<Channel>,
+    request: watch::Receiver<pb::GetEarlyStoppingRulesRequest>,
+}
+
+#[tonic::async_trait]
+impl RuleSource for ServiceRules {
+    async fn rules(&mut self) -> Result<Vec<pb::EarlyStoppingRule>, tonic::Status> {
+        let mut request = tonic::Request::new(self.request.borrow().clone());
+        request.set_timeout(RULES_TIMEOUT);
+        Ok(self
+            .client
+            .get_early_stopping_rules(request)
+            .await?
+            .into_inner()
+            .early_stopping_rules)
+    }
+}
+
+/// The early-stopping side of a running trial.
+struct Enforcer {
+    stopper: EarlyStopper,
+    client: EarlyStoppingClient<Channel>,
+    /// Why the trial was stopped, once it was.
+    stopped: Option<String>,
+    kill: Option<oneshot::Sender<()>>,
+}
+
+impl Enforcer {
+    fn new(early: EarlyStopping, collect: &CollectSpec, kill: oneshot::Sender<()>) -> Self {
+        let rules = parse_rules(&early.rules, StopRule::from_crd);
+        let objective = collect.metric_names.first().cloned().unwrap_or_default();
+        let rules = StopRules::new(
+            objective,
+            collect.objective_type,
+            collect.step_metric.clone(),
+            rules,
+        );
+        let source = ServiceRules {
+            client: early.client.clone(),
+            request: early.request,
+        };
+        Enforcer {
+            stopper: EarlyStopper::new(rules, Some(Box::new(source))),
+            client: early.client,
+            stopped: None,
+            kill: Some(kill),
+        }
+    }
+
+    /// True once the trial broke its rules. Lines printed after that (while the process
+    /// shuts down) are not collected: the trial's observation is what the rules judged,
+    /// and rung statistics never see steps a stopped trial was not meant to run.
+    fn has_stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    /// Checks the rules after a line; stops the process the first time they are broken.
+    async fn after_line(&mut self, collector: &mut Collector) {
+        if self.stopped.is_some() {
+            return;
+        }
+        if let Some(why) = self.stopper.check(collector).await {
+            info!(%why, "stopping the trial early");
+            if let Some(kill) = self.kill.take() {
+                let _ = kill.send(());
+            }
+            self.stopped = Some(why);
+        }
+    }
+
+    /// Tells the service the trial was early stopped (Katib's collector does, after
+    /// reporting the metrics). The runtime marks the trial itself if this fails.
+    async fn set_trial_status(&mut self, trial: &str) {
+        let mut request = tonic::Request::new(pb::SetTrialStatusRequest {
+            trial_name: trial.to_string(),
+        });
+        request.set_timeout(RULES_TIMEOUT);
+        if let Err(s) = self.client.set_trial_status(request).await {
+            warn!(code = ?s.code(), message = s.message(), "SetTrialStatus failed; the runtime marks the trial itself");
+        }
+    }
+}
+
 /// Runs the trial's process with its collector attached; returns how the process ended
-/// once every collected metric has been reported.
+/// once every collected metric has been reported. With `early`, the trial's early-stopping
+/// rules are enforced (see the module docs).
 pub async fn run_collected(
     spec: ProcessSpec,
     collect: CollectSpec,
@@ -111,6 +269,7 @@ pub async fn run_collected(
     trial: &str,
     channel: Channel,
     stop: oneshot::Receiver<()>,
+    early: Option<EarlyStopping>,
 ) -> ProcessExit {
     let collector = match collect.collector(trial, channel) {
         Ok(c) => c,
@@ -121,7 +280,8 @@ pub async fn run_collected(
             };
         }
     };
-    if let Some(dir) = metrics_file.as_ref().and_then(|f| f.parent())
+    if let Some(f) = &metrics_file
+        && let Some(dir) = f.parent()
         && let Err(e) = tokio::fs::create_dir_all(dir).await
     {
         return ProcessExit::SpawnFailed {
@@ -130,11 +290,38 @@ pub async fn run_collected(
         };
     }
     let (line_tx, mut line_rx) = mpsc::channel::<String>(1024);
-    let proc = tokio::spawn(process::run(spec, line_tx, stop));
+    let (kill_tx, kill_rx) = oneshot::channel::<()>();
+    let (exited_tx, exited_rx) = oneshot::channel::<()>();
+    // The process stops when the runner asks (or drops its handle) or early stopping does.
+    let stop_either = async move {
+        tokio::select! {
+            _ = stop => {}
+            Ok(()) = kill_rx => {}
+        }
+    };
+    let proc = tokio::spawn(async move {
+        let exit = process::run(spec, line_tx, stop_either).await;
+        let _ = exited_tx.send(());
+        exit
+    });
+    let mut enforcer = match (&collector, early) {
+        (Some(_), Some(early)) => Some(Enforcer::new(early, &collect, kill_tx)),
+        _ => {
+            // Keep the kill switch unused but alive until the process ends.
+            drop(kill_tx);
+            None
+        }
+    };
     let exit = match (collect.kind.clone(), collector) {
         (Kind::StdOut, Some(mut c)) => {
             while let Some(line) = line_rx.recv().await {
+                if enforcer.as_ref().is_some_and(Enforcer::has_stopped) {
+                    continue;
+                }
                 c.push_line(&line);
+                if let Some(e) = enforcer.as_mut() {
+                    e.after_line(&mut c).await;
+                }
             }
             let exit = proc.await;
             if let Err(e) = c.finish().await {
@@ -142,19 +329,35 @@ pub async fn run_collected(
             }
             exit
         }
-        (Kind::File { .. }, Some(c)) => {
-            let (done_tx, done_rx) = oneshot::channel::<()>();
+        (Kind::File { .. }, Some(mut c)) => {
+            let drain = tokio::spawn(async move { while line_rx.recv().await.is_some() {} });
             let path = metrics_file.clone().unwrap_or_default();
-            let tail = tokio::spawn(katib_metrics_collector::tail_file(path, c, async move {
-                let _ = done_rx.await;
-            }));
-            while line_rx.recv().await.is_some() {}
+            let mut follower = FileFollower::new(&path);
+            let mut exited = std::pin::pin!(async move {
+                let _ = exited_rx.await;
+            });
+            loop {
+                match follower.next_line(exited.as_mut()).await {
+                    Ok(Some(line)) => {
+                        if enforcer.as_ref().is_some_and(Enforcer::has_stopped) {
+                            continue;
+                        }
+                        c.push_line(&line);
+                        if let Some(e) = enforcer.as_mut() {
+                            e.after_line(&mut c).await;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "cannot read the metrics file; metrics after this point are lost");
+                        break;
+                    }
+                }
+            }
+            let _ = drain.await;
             let exit = proc.await;
-            let _ = done_tx.send(());
-            match tail.await {
-                Ok(Err(e)) => warn!(error = %e, "metrics could not be reported"),
-                Err(e) => warn!(error = %e, "metrics collector task failed"),
-                Ok(Ok(_)) => {}
+            if let Err(e) = c.finish().await {
+                warn!(error = %e, "metrics could not be reported");
             }
             exit
         }
@@ -163,8 +366,19 @@ pub async fn run_collected(
             proc.await
         }
     };
-    exit.unwrap_or_else(|e| ProcessExit::Failed {
+    let exit = exit.unwrap_or_else(|e| ProcessExit::Failed {
         reason: "InternalError".into(),
         message: e.to_string(),
-    })
+    });
+    match enforcer {
+        // Only a process that was actually stopped counts: one that ended by itself just
+        // as its rules were broken has spent its steps anyway.
+        Some(mut e) if exit == ProcessExit::Stopped && e.stopped.is_some() => {
+            e.set_trial_status(trial).await;
+            ProcessExit::EarlyStopped {
+                message: e.stopped.take().unwrap_or_default(),
+            }
+        }
+        _ => exit,
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::render::LocalCommand;
 
@@ -26,6 +26,9 @@ pub enum ProcessExit {
     SpawnFailed { reason: String, message: String },
     /// We stopped it.
     Stopped,
+    /// Its metrics collector stopped it: it broke its early-stopping rules (the text says
+    /// how). Returned by the collector's driver, never by [`run`].
+    EarlyStopped { message: String },
 }
 
 /// What to run and where.
@@ -49,13 +52,15 @@ fn last_lines(tail: &std::collections::VecDeque<String>) -> String {
 }
 
 /// Spawns the trial and runs it to the end. Every output line (stdout and stderr merged,
-/// in arrival order) is appended to `log_path` and sent on `lines`. Sending on `stop`
-/// (or dropping it) stops the process group: SIGTERM, then SIGKILL after [`STOP_GRACE`].
+/// in arrival order) is appended to `log_path` and sent on `lines`. When `stop` resolves
+/// (for a oneshot receiver: a send, or its sender dropped) the process group is stopped:
+/// SIGTERM, then SIGKILL after [`STOP_GRACE`].
 pub async fn run(
     spec: ProcessSpec,
     lines: mpsc::Sender<String>,
-    mut stop: oneshot::Receiver<()>,
+    stop: impl Future<Output = ()>,
 ) -> ProcessExit {
+    let mut stop = std::pin::pin!(stop);
     let argv0 = spec.command.argv[0].clone();
     let mut cmd = Command::new(&argv0);
     cmd.args(&spec.command.argv[1..])
@@ -232,6 +237,11 @@ fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
+
+    async fn stopped(rx: oneshot::Receiver<()>) {
+        let _ = rx.await;
+    }
 
     fn spec(dir: &Path, argv: &[&str]) -> ProcessSpec {
         ProcessSpec {
@@ -254,7 +264,7 @@ mod tests {
             dir.path(),
             &["sh", "-c", "echo loss=1 $KATIB_TRIAL_NAME; echo err >&2; exit 3"],
         );
-        let exit = run(s, tx, stop).await;
+        let exit = run(s, tx, stopped(stop)).await;
         let mut got = Vec::new();
         while let Ok(l) = rx.try_recv() {
             got.push(l);
@@ -277,7 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, _rx) = mpsc::channel(16);
         let (_stop_tx, stop) = oneshot::channel();
-        match run(spec(dir.path(), &["no-such-trainer-xyz"]), tx, stop).await {
+        match run(spec(dir.path(), &["no-such-trainer-xyz"]), tx, stopped(stop)).await {
             ProcessExit::SpawnFailed { reason, message } => {
                 assert_eq!(reason, "CommandNotFound");
                 assert!(message.contains("no-such-trainer-xyz"));
@@ -293,7 +303,7 @@ mod tests {
         let (stop_tx, stop) = oneshot::channel();
         // The child spawns a grandchild that would outlive a plain kill of the child.
         let s = spec(dir.path(), &["sh", "-c", "sleep 300 & echo started; wait"]);
-        let h = tokio::spawn(run(s, tx, stop));
+        let h = tokio::spawn(run(s, tx, stopped(stop)));
         assert_eq!(rx.recv().await.as_deref(), Some("started"));
         stop_tx.send(()).unwrap();
         assert_eq!(h.await.unwrap(), ProcessExit::Stopped);

@@ -1,26 +1,39 @@
 //! The local experiment loop: ask the core what to do, carry it out, wait for a trial to
 //! end, repeat.
+//!
+//! Early stopping (Katib's flow, run locally): the experiment's early-stopping settings are
+//! validated once by the EarlyStopping service; before each batch of trials the runner asks
+//! it for rules (`GetEarlyStoppingRules` with the experiment, its trials and db-manager's
+//! address) and attaches them to every new trial (`spec.earlyStoppingRules`); each trial's
+//! collector enforces and refreshes them ([`super::collect`]). When a collector stops a
+//! trial it calls the service's `SetTrialStatus`, which the in-process service hands back
+//! here ([`EarlyStopMark`]); the trial becomes EarlyStopped (reason `TrialEarlyStopped`) and
+//! keeps its observation. With an external service the collector's result alone marks it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use katib_api::convert::{experiment_to_pb, merge_settings, trial_to_pb};
-use katib_api::crd::{AlgorithmSetting, Experiment, ParameterAssignment, Trial, UNAVAILABLE};
+use katib_api::crd::{
+    AlgorithmSetting, EarlyStoppingRule, Experiment, ParameterAssignment, Trial, UNAVAILABLE,
+};
 use katib_api::pb;
 use katib_api::pb::db_manager_client::DbManagerClient;
+use katib_api::pb::early_stopping_client::EarlyStoppingClient;
 use katib_api::pb::suggestion_client::SuggestionClient;
 use katib_api::time::now_rfc3339;
 use rand::SeedableRng as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::collect::{self, CollectSpec};
+use super::collect::{self, CollectSpec, EarlyStopping};
 use super::process::{ProcessExit, ProcessSpec};
 use super::render;
 use crate::core::trial::{
-    JobOutcome, apply_outcome, mark_created, new_trial, observation_from_logs, random_trial_name,
+    JobOutcome, apply_outcome, mark_created, mark_early_stopped, new_trial, observation_from_logs,
+    random_trial_name, rules_from_pb,
 };
 use crate::core::{self, SuggestionState, TrialClass};
 
@@ -35,6 +48,9 @@ pub struct LocalConfig {
     pub db_manager_addr: String,
     /// Suggestion service address (host:port) for this experiment's algorithm.
     pub suggestion_addr: String,
+    /// EarlyStopping service address (host:port), used when the experiment has
+    /// `spec.earlyStopping`.
+    pub early_stopping_addr: Option<String>,
     /// Deadline for one GetSuggestions call.
     pub suggestion_timeout: Duration,
     /// Seed for trial names (tests); random when None.
@@ -71,6 +87,26 @@ pub struct RunOutcome {
     pub interrupted: bool,
 }
 
+/// A `SetTrialStatus` from the in-process EarlyStopping service: mark `trial` EarlyStopped.
+#[derive(Debug)]
+pub struct EarlyStopMark {
+    /// The trial.
+    pub trial: String,
+    /// Answered once the runner has applied it.
+    pub done: oneshot::Sender<MarkOutcome>,
+}
+
+/// What became of an [`EarlyStopMark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkOutcome {
+    /// The trial is EarlyStopped now (or already was).
+    Marked,
+    /// The trial had already completed otherwise; nothing changed.
+    AlreadyCompleted,
+    /// No trial of this run has that name.
+    NotFound,
+}
+
 /// Errors that stop a local run before or outside the experiment's own semantics.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -86,6 +122,10 @@ pub enum RunError {
     },
     #[error("the suggestion service rejected the experiment's algorithm settings: {0}")]
     InvalidSettings(String),
+    #[error("the early-stopping service rejected spec.earlyStopping: {0}")]
+    InvalidEarlyStopping(String),
+    #[error("cannot use the early-stopping service at {addr}: {message}")]
+    EarlyStoppingUnavailable { addr: String, message: String },
     #[error("the suggestion service at {addr} is unavailable: {message}")]
     SuggestionUnavailable { addr: String, message: String },
     #[error("cannot write {path}: {source}")]
@@ -108,47 +148,43 @@ struct Finished {
     name: String,
     exit: ProcessExit,
     /// The trial's observation logs, read by its own task so completions are read in
-    /// parallel rather than one by one in the experiment loop.
+    /// parallel rather than one at a time in the experiment loop.
     logs: Vec<pb::MetricLog>,
 }
 
 /// Runs `exp` (already defaulted and validated) to completion or until `shutdown` fires.
+/// `marks` carries `SetTrialStatus` calls from an in-process EarlyStopping service.
 pub async fn run_experiment(
     mut exp: Experiment,
     cfg: LocalConfig,
     events: mpsc::UnboundedSender<Event>,
+    mut marks: Option<mpsc::UnboundedReceiver<EarlyStopMark>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunOutcome, RunError> {
     let exp_name = exp.metadata.name.clone().unwrap_or_default();
     let span = info_span!("experiment", experiment = %exp_name);
     async move {
         let collect_spec = CollectSpec::from_experiment(&exp).map_err(RunError::Unsupported)?;
-        let sugg_channel =
-            connect(&cfg.suggestion_addr)
-                .await
-                .map_err(|source| RunError::ConnectSuggestion {
-                    addr: cfg.suggestion_addr.clone(),
-                    source,
-                })?;
+        let sugg_channel = connect(&cfg.suggestion_addr)
+            .await
+            .map_err(|source| RunError::ConnectSuggestion { addr: cfg.suggestion_addr.clone(), source })?;
         let mut suggestions = SuggestionClient::new(sugg_channel)
             .max_decoding_message_size(i32::MAX as usize)
             .max_encoding_message_size(i32::MAX as usize);
-        let db_channel =
-            connect(&cfg.db_manager_addr)
-                .await
-                .map_err(|source| RunError::ConnectDbManager {
-                    addr: cfg.db_manager_addr.clone(),
-                    source,
-                })?;
+        let db_channel = connect(&cfg.db_manager_addr)
+            .await
+            .map_err(|source| RunError::ConnectDbManager { addr: cfg.db_manager_addr.clone(), source })?;
         let mut db = DbManagerClient::new(db_channel.clone()).max_decoding_message_size(i32::MAX as usize);
 
         validate_settings(&mut suggestions, &exp, &cfg).await?;
+        let mut early_stopping = match &exp.spec.early_stopping {
+            Some(_) => Some(connect_early_stopping(&exp, &cfg).await?),
+            None => None,
+        };
+        let (rules_request, rules_request_rx) = watch::channel(pb::GetEarlyStoppingRulesRequest::default());
         tokio::fs::create_dir_all(&cfg.run_dir)
             .await
-            .map_err(|source| RunError::Write {
-                path: cfg.run_dir.clone(),
-                source,
-            })?;
+            .map_err(|source| RunError::Write { path: cfg.run_dir.clone(), source })?;
 
         let mut rng = match cfg.seed {
             Some(s) => rand::rngs::StdRng::seed_from_u64(s),
@@ -168,11 +204,18 @@ pub async fn run_experiment(
             let now = now_rfc3339();
             let decision = core::decide(&exp, &trials, &state, &now);
             exp.status = Some(decision.status.clone());
-            let _ = events.send(Event::Status {
-                experiment: Box::new(exp.clone()),
-            });
+            if early_stopping.is_some() {
+                rules_request.send_replace(pb::GetEarlyStoppingRulesRequest {
+                    experiment: Some(experiment_to_pb(&exp, &overrides)),
+                    trials: core::trials_for_suggestion(&exp, &trials).into_iter().map(trial_to_pb).collect(),
+                    db_manager_address: cfg.db_manager_addr.clone(),
+                });
+            }
+            let _ = events.send(Event::Status { experiment: Box::new(exp.clone()) });
             for name in &decision.kill {
-                if let Some(stop) = running.get_mut(name).and_then(|r| r.stop.take()) {
+                if let Some(r) = running.get_mut(name)
+                    && let Some(stop) = r.stop.take()
+                {
                     info!(trial = %name, "stopping trial: the experiment has completed");
                     let _ = stop.send(());
                 }
@@ -185,10 +228,7 @@ pub async fn run_experiment(
                 total_requested += want;
                 let req = pb::GetSuggestionsRequest {
                     experiment: Some(experiment_to_pb(&exp, &overrides)),
-                    trials: core::trials_for_suggestion(&exp, &trials)
-                        .into_iter()
-                        .map(trial_to_pb)
-                        .collect(),
+                    trials: core::trials_for_suggestion(&exp, &trials).into_iter().map(trial_to_pb).collect(),
                     current_request_number: want,
                     total_request_number: total_requested,
                 };
@@ -198,10 +238,7 @@ pub async fn run_experiment(
                             let returned: Vec<AlgorithmSetting> = alg
                                 .algorithm_settings
                                 .iter()
-                                .map(|s| AlgorithmSetting {
-                                    name: s.name.clone(),
-                                    value: s.value.clone(),
-                                })
+                                .map(|s| AlgorithmSetting { name: s.name.clone(), value: s.value.clone() })
                                 .collect();
                             overrides = merge_settings(&overrides, &returned);
                         }
@@ -210,10 +247,16 @@ pub async fn run_experiment(
                             info!(requested = want, returned = got, "the search space is exhausted");
                             state.exhausted = true;
                             total_requested -= want - got as i32;
-                            let _ = events.send(Event::Exhausted {
-                                suggested: trials.len() + got,
-                            });
+                            let _ = events.send(Event::Exhausted { suggested: trials.len() + got });
                         }
+                        // Katib attaches the rules of this moment to every new assignment.
+                        let rules = match early_stopping.as_mut() {
+                            Some(client) if got > 0 => {
+                                let request = rules_request.borrow().clone();
+                                get_rules(client, request).await
+                            }
+                            _ => Vec::new(),
+                        };
                         for pa in reply.parameter_assignments.into_iter().take(want as usize) {
                             let name = if pa.trial_name.is_empty() {
                                 random_trial_name(&exp_name, &mut rng)
@@ -223,12 +266,14 @@ pub async fn run_experiment(
                             let assignments: Vec<ParameterAssignment> = pa
                                 .assignments
                                 .iter()
-                                .map(|a| ParameterAssignment {
-                                    name: a.name.clone(),
-                                    value: a.value.clone(),
-                                })
+                                .map(|a| ParameterAssignment { name: a.name.clone(), value: a.value.clone() })
                                 .collect();
                             let labels = pa.labels.into_iter().collect();
+                            let early = early_stopping.as_ref().map(|client| EarlyStopping {
+                                client: client.clone(),
+                                request: rules_request_rx.clone(),
+                                rules: rules.clone(),
+                            });
                             let (trial, handle) = start_trial(
                                 &exp,
                                 name,
@@ -237,6 +282,7 @@ pub async fn run_experiment(
                                 &cfg,
                                 &collect_spec,
                                 &db_channel,
+                                early,
                                 done_tx.clone(),
                             );
                             let name = trial.metadata.name.clone().unwrap_or_default();
@@ -246,7 +292,7 @@ pub async fn run_experiment(
                             });
                             index.insert(name.clone(), trials.len());
                             trials.push(trial);
-                            // None: it could not start and is already Failed.
+                            // No handle: it failed to render and is already Failed.
                             if let Some(stop) = handle {
                                 running.insert(name, Running { stop: Some(stop) });
                             }
@@ -271,6 +317,30 @@ pub async fn run_experiment(
             }
 
             tokio::select! {
+                // Marks first: a collector sends its mark before its trial's exit.
+                biased;
+                Some(mark) = next_mark(&mut marks) => {
+                    let outcome = match index.get(&mark.trial) {
+                        None => MarkOutcome::NotFound,
+                        Some(&i) => {
+                            if mark_early_stopped(&mut trials[i], &now_rfc3339()) {
+                                info!(trial = %mark.trial, "trial early stopped");
+                                // Its collector reported before asking: read the
+                                // observation now, so the trial is an input to the next
+                                // GetSuggestions (Katib leaves early-stopped trials
+                                // without one out).
+                                let logs = read_logs(&mark.trial, &mut db).await;
+                                if let Some(obs) = observation_from_logs(&trials[i], &logs) {
+                                    trials[i].status.get_or_insert_with(Default::default).observation = Some(obs);
+                                }
+                                MarkOutcome::Marked
+                            } else {
+                                MarkOutcome::AlreadyCompleted
+                            }
+                        }
+                    };
+                    let _ = mark.done.send(outcome);
+                }
                 Some(fin) = done_rx.recv() => {
                     // Take every completion that is ready, so one decision (and one
                     // GetSuggestions call) covers all of them.
@@ -295,16 +365,74 @@ pub async fn run_experiment(
             }
         }
 
-        let out = RunOutcome {
-            experiment: exp,
-            trials,
-            interrupted,
-        };
+        let out = RunOutcome { experiment: exp, trials, interrupted };
         write_state(&cfg, &out).await?;
         Ok(out)
     }
     .instrument(span)
     .await
+}
+
+async fn next_mark(marks: &mut Option<mpsc::UnboundedReceiver<EarlyStopMark>>) -> Option<EarlyStopMark> {
+    match marks {
+        Some(rx) => {
+            let mark = rx.recv().await;
+            if mark.is_none() {
+                *marks = None;
+            }
+            mark
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Connects to the EarlyStopping service and validates `spec.earlyStopping` with it.
+async fn connect_early_stopping(
+    exp: &Experiment,
+    cfg: &LocalConfig,
+) -> Result<EarlyStoppingClient<Channel>, RunError> {
+    let addr = cfg.early_stopping_addr.clone().ok_or_else(|| {
+        RunError::Unsupported(
+            "spec.earlyStopping is set but no early-stopping service address was given".into(),
+        )
+    })?;
+    let unavailable = |message: String| RunError::EarlyStoppingUnavailable {
+        addr: addr.clone(),
+        message,
+    };
+    let channel = connect(&addr).await.map_err(|e| unavailable(e.to_string()))?;
+    let mut client = EarlyStoppingClient::new(channel)
+        .max_decoding_message_size(i32::MAX as usize)
+        .max_encoding_message_size(i32::MAX as usize);
+    let spec = experiment_to_pb(exp, &[]).spec.and_then(|s| s.early_stopping);
+    let mut req = tonic::Request::new(pb::ValidateEarlyStoppingSettingsRequest { early_stopping: spec });
+    req.set_timeout(cfg.suggestion_timeout);
+    match client.validate_early_stopping_settings(req).await {
+        Ok(_) => Ok(client),
+        Err(s) if s.code() == tonic::Code::InvalidArgument || s.code() == tonic::Code::Unknown => {
+            Err(RunError::InvalidEarlyStopping(s.message().to_string()))
+        }
+        // Katib treats UNIMPLEMENTED as "nothing to validate".
+        Err(s) if s.code() == tonic::Code::Unimplemented => Ok(client),
+        Err(s) => Err(unavailable(format!("{}: {}", s.code(), s.message()))),
+    }
+}
+
+/// The rules for new trials now; none (with a warning) if the service cannot answer, in
+/// which case the trials' collectors ask again later.
+async fn get_rules(
+    client: &mut EarlyStoppingClient<Channel>,
+    request: pb::GetEarlyStoppingRulesRequest,
+) -> Vec<EarlyStoppingRule> {
+    let mut req = tonic::Request::new(request);
+    req.set_timeout(Duration::from_secs(60));
+    match client.get_early_stopping_rules(req).await {
+        Ok(reply) => rules_from_pb(&reply.into_inner().early_stopping_rules),
+        Err(s) => {
+            warn!(code = ?s.code(), message = s.message(), "GetEarlyStoppingRules failed; new trials start without rules");
+            Vec::new()
+        }
+    }
 }
 
 async fn validate_settings(
@@ -379,6 +507,7 @@ fn start_trial(
     cfg: &LocalConfig,
     collect_spec: &CollectSpec,
     db_channel: &Channel,
+    early: Option<EarlyStopping>,
     done: mpsc::UnboundedSender<Finished>,
 ) -> (Trial, Option<oneshot::Sender<()>>) {
     let now = now_rfc3339();
@@ -390,6 +519,9 @@ fn start_trial(
         labels,
         rendered.as_ref().ok().cloned(),
     );
+    if let Some(early) = &early {
+        trial.spec.early_stopping_rules = early.rules.clone();
+    }
     mark_created(&mut trial, &now);
     let primary = trial.spec.primary_container_name.clone();
     let command = rendered.and_then(|job| render::local_command(&job, &primary));
@@ -435,33 +567,23 @@ fn start_trial(
     let span = info_span!("trial", trial = %name);
     tokio::spawn(
         async move {
-            let exit =
-                collect::run_collected(spec, collector, metrics_file, &name, channel.clone(), stop_rx).await;
-            let logs = read_logs(channel, &name).await;
+            let exit = collect::run_collected(
+                spec,
+                collector,
+                metrics_file,
+                &name,
+                channel.clone(),
+                stop_rx,
+                early,
+            )
+            .await;
+            let mut db = DbManagerClient::new(channel).max_decoding_message_size(i32::MAX as usize);
+            let logs = read_logs(&name, &mut db).await;
             let _ = done.send(Finished { name, exit, logs });
         }
         .instrument(span),
     );
     (trial, Some(stop_tx))
-}
-
-async fn read_logs(channel: Channel, trial: &str) -> Vec<pb::MetricLog> {
-    let mut db = DbManagerClient::new(channel).max_decoding_message_size(i32::MAX as usize);
-    let req = pb::GetObservationLogRequest {
-        trial_name: trial.to_string(),
-        ..Default::default()
-    };
-    match db.get_observation_log(req).await {
-        Ok(r) => r
-            .into_inner()
-            .observation_log
-            .map(|o| o.metric_logs)
-            .unwrap_or_default(),
-        Err(s) => {
-            warn!(trial, code = ?s.code(), message = s.message(), "cannot read observation logs");
-            Vec::new()
-        }
-    }
 }
 
 async fn finish_trial(
@@ -487,6 +609,9 @@ async fn finish_trial(
         }
         ProcessExit::Stopped => JobOutcome::Killed {
             message: "Trial was stopped by katib: the experiment completed or the run was interrupted".into(),
+        },
+        ProcessExit::EarlyStopped { message } => JobOutcome::EarlyStopped {
+            message: message.clone(),
         },
     };
     let mut observation = observation_from_logs(trial, &logs);
@@ -515,11 +640,33 @@ async fn finish_trial(
     emit_finished(trial, events, message_of(&exit));
 }
 
+/// Every observation log of the trial in db-manager (none if unreadable).
+async fn read_logs(name: &str, db: &mut DbManagerClient<Channel>) -> Vec<pb::MetricLog> {
+    match db
+        .get_observation_log(pb::GetObservationLogRequest {
+            trial_name: name.to_string(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r
+            .into_inner()
+            .observation_log
+            .map(|o| o.metric_logs)
+            .unwrap_or_default(),
+        Err(s) => {
+            warn!(trial = %name, code = ?s.code(), message = s.message(), "cannot read observation logs");
+            Vec::new()
+        }
+    }
+}
+
 fn message_of(exit: &ProcessExit) -> String {
     match exit {
         ProcessExit::Success => String::new(),
         ProcessExit::Failed { message, .. } | ProcessExit::SpawnFailed { message, .. } => message.clone(),
         ProcessExit::Stopped => "stopped".into(),
+        ProcessExit::EarlyStopped { message } => message.clone(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! The pool runs in WAL mode with a busy timeout, so readers never block the writer and
 //! concurrent writers wait instead of failing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,8 +16,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{
-    Init, LogQuery, MetricRow, ObservationStore, ROWS_PER_INSERT, SqlRow, StoreError, check_times,
-    into_metric_rows, redact,
+    Appended, Init, LogQuery, MetricGoal, MetricRow, ObservationStore, ROWS_PER_INSERT, ReportKey, SqlRow,
+    StoreError, StoreOptions, SummaryRow, TrialSet, TrialSqlRow, check_times, goal_metrics, group_rows,
+    into_metric_rows, name_chunks, pick_best, query_error, redact, summarize,
 };
 use crate::time::to_sql_text;
 
@@ -24,17 +26,43 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 const BACKEND: &str = "SQLite";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTIONS: u32 = 4;
 
 const INSERT: &str = "INSERT INTO observation_logs (trial_name, time, metric_name, value) ";
+const INSERT_KEY: &str = "INSERT INTO report_keys (trial_name, request_hash) VALUES (?1, ?2) \
+     ON CONFLICT DO NOTHING";
+const UPSERT_SUMMARY: &str = "INSERT INTO metric_summaries \
+     (trial_name, metric_name, min_value, min_text, max_value, max_text, latest_time, latest_text) ";
+const ON_SUMMARY_CONFLICT: &str = " ON CONFLICT (trial_name, metric_name) DO UPDATE SET \
+     min_text = CASE WHEN excluded.min_value IS NOT NULL \
+         AND (min_value IS NULL OR excluded.min_value < min_value) \
+         THEN excluded.min_text ELSE min_text END, \
+     min_value = CASE WHEN excluded.min_value IS NOT NULL \
+         AND (min_value IS NULL OR excluded.min_value < min_value) \
+         THEN excluded.min_value ELSE min_value END, \
+     max_text = CASE WHEN excluded.max_value IS NOT NULL \
+         AND (max_value IS NULL OR excluded.max_value > max_value) \
+         THEN excluded.max_text ELSE max_text END, \
+     max_value = CASE WHEN excluded.max_value IS NOT NULL \
+         AND (max_value IS NULL OR excluded.max_value > max_value) \
+         THEN excluded.max_value ELSE max_value END, \
+     latest_text = CASE WHEN latest_time IS NULL OR excluded.latest_time >= latest_time \
+         THEN excluded.latest_text ELSE latest_text END, \
+     latest_time = CASE WHEN latest_time IS NULL OR excluded.latest_time >= latest_time \
+         THEN excluded.latest_time ELSE latest_time END";
+// Only the filters a query sets are added (each value bound): an `(? IS NULL OR ...)`
+// form would let one prepared statement serve all cases, but keeps the planner from
+// using the (trial_name, time) index for ranges and order (10x slower on MariaDB).
 const SELECT: &str = "SELECT CAST(time AS TEXT) AS time_text, metric_name, value \
-     FROM observation_logs \
-     WHERE trial_name = ?1 \
-       AND (?2 IS NULL OR metric_name = ?2) \
-       AND (?3 IS NULL OR time >= ?3) \
-       AND (?4 IS NULL OR time <= ?4) \
-     ORDER BY time, id";
-const DELETE: &str = "DELETE FROM observation_logs WHERE trial_name = ?1";
+     FROM observation_logs WHERE trial_name = ";
+const SELECT_TRIALS: &str = "SELECT trial_name, CAST(time AS TEXT) AS time_text, metric_name, value \
+     FROM observation_logs WHERE ";
+const SELECT_SUMMARIES: &str = "SELECT trial_name, metric_name, min_text, max_text, latest_text \
+     FROM metric_summaries WHERE ";
+const DELETE: [&str; 3] = [
+    "DELETE FROM observation_logs WHERE trial_name = ?1",
+    "DELETE FROM report_keys WHERE trial_name = ?1",
+    "DELETE FROM metric_summaries WHERE trial_name = ?1",
+];
 const CHECK: &str = "SELECT trial_name, id, time, metric_name, value FROM observation_logs LIMIT 1";
 
 /// Katib's `observation_logs` in a SQLite file (or in memory).
@@ -57,6 +85,15 @@ impl SqliteStore {
 
     /// Connects without touching the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// Checks the URL without opening anything.
+    pub fn check_url(url: &str) -> Result<(), StoreError> {
+        Self::parse(url).map(drop)
+    }
+
+    fn parse(url: &str) -> Result<(SqliteConnectOptions, bool, String), StoreError> {
         let invalid = |source| StoreError::InvalidUrl {
             backend: BACKEND,
             url: redact(url),
@@ -76,8 +113,14 @@ impl SqliteStore {
         } else {
             path.display().to_string()
         };
+        Ok((options, memory, target))
+    }
+
+    /// Connects with the pool settings of `options`, without touching the schema.
+    pub async fn connect_with(url: &str, settings: &StoreOptions) -> Result<Self, StoreError> {
+        let (options, memory, target) = Self::parse(url)?;
         if !memory {
-            check_parent_dir(&path, &target).await?;
+            check_parent_dir(options.get_filename(), &target).await?;
         }
 
         let options = options
@@ -95,9 +138,10 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
+            SqlitePoolOptions::new().max_connections(settings.max_connections.max(1))
         };
         let pool = pool_options
+            .acquire_timeout(settings.acquire_timeout.max(BUSY_TIMEOUT))
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
@@ -138,18 +182,79 @@ impl SqliteStore {
     }
 }
 
+/// Appends `trials`' condition to a bulk read: `trial_name IN (...)` or a `GLOB` prefix
+/// (case-sensitive, unlike SQLite's `LIKE`, and able to use the index).
+fn push_trials(query: &mut QueryBuilder<Sqlite>, names: Option<&[&str]>, prefix: &str) {
+    match names {
+        Some(names) => {
+            query.push("trial_name IN (");
+            let mut list = query.separated(", ");
+            for name in names {
+                list.push_bind(*name);
+            }
+            query.push(")");
+        }
+        None => {
+            query.push("trial_name GLOB ");
+            query.push_bind(glob_prefix(prefix));
+        }
+    }
+}
+
+/// A `GLOB` pattern matching every text that starts with `prefix`.
+fn glob_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        match c {
+            '*' => pattern.push_str("[*]"),
+            '?' => pattern.push_str("[?]"),
+            '[' => pattern.push_str("[[]"),
+            c => pattern.push(c),
+        }
+    }
+    pattern.push('*');
+    pattern
+}
+
+/// The statements of one bulk read: one per chunk of names, or one for a prefix.
+fn trial_chunks(trials: &TrialSet) -> Vec<(Option<Vec<&str>>, &str)> {
+    match trials {
+        TrialSet::Names(names) => name_chunks(names)
+            .into_iter()
+            .map(|chunk| (Some(chunk), ""))
+            .collect(),
+        TrialSet::Prefix(prefix) => vec![(None, prefix.as_str())],
+    }
+}
+
 #[tonic::async_trait]
 impl ObservationStore for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
 
-    async fn report(&self, trial: &str, logs: &[MetricRow]) -> Result<(), StoreError> {
+    async fn append(
+        &self,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+    ) -> Result<Appended, StoreError> {
         if logs.is_empty() {
-            return Ok(());
+            return Ok(Appended::Stored);
         }
         check_times(logs)?;
         let mut tx = self.pool.begin().await.map_err(query("begin transaction"))?;
+        if let Some(key) = key {
+            let inserted = sqlx::query(INSERT_KEY)
+                .bind(trial)
+                .bind(key.hex())
+                .execute(&mut *tx)
+                .await
+                .map_err(query("insert into report_keys"))?;
+            if inserted.rows_affected() == 0 {
+                return Ok(Appended::Duplicate);
+            }
+        }
         for chunk in logs.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(INSERT);
             insert.push_values(chunk, |mut values, row| {
@@ -165,28 +270,119 @@ impl ObservationStore for SqliteStore {
                 .await
                 .map_err(query("insert into observation_logs"))?;
         }
-        tx.commit().await.map_err(query("commit"))
+        let deltas = summarize(logs);
+        for chunk in deltas.chunks(ROWS_PER_INSERT) {
+            let mut upsert = QueryBuilder::<Sqlite>::new(UPSERT_SUMMARY);
+            upsert.push_values(chunk, |mut values, delta| {
+                values
+                    .push_bind(trial)
+                    .push_bind(delta.metric)
+                    .push_bind(delta.min.map(|(n, _)| n))
+                    .push_bind(delta.min.map(|(_, text)| text))
+                    .push_bind(delta.max.map(|(n, _)| n))
+                    .push_bind(delta.max.map(|(_, text)| text))
+                    .push_bind(to_sql_text(delta.latest.0))
+                    .push_bind(delta.latest.1);
+            });
+            upsert.push(ON_SUMMARY_CONFLICT);
+            upsert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(query("upsert into metric_summaries"))?;
+        }
+        tx.commit().await.map_err(query("commit"))?;
+        Ok(Appended::Stored)
     }
 
     async fn get(&self, q: &LogQuery) -> Result<Vec<MetricRow>, StoreError> {
-        let rows: Vec<SqlRow> = sqlx::query_as(SELECT)
-            .bind(q.trial.as_str())
-            .bind(q.metric.as_deref())
-            .bind(q.start.map(to_sql_text))
-            .bind(q.end.map(to_sql_text))
+        let mut select = QueryBuilder::<Sqlite>::new(SELECT);
+        select.push_bind(q.trial.as_str());
+        if let Some(metric) = &q.metric {
+            select.push(" AND metric_name = ").push_bind(metric.as_str());
+        }
+        if let Some(start) = q.start {
+            select.push(" AND time >= ").push_bind(to_sql_text(start));
+        }
+        if let Some(end) = q.end {
+            select.push(" AND time <= ").push_bind(to_sql_text(end));
+        }
+        select.push(" ORDER BY time, id");
+        let rows: Vec<SqlRow> = select
+            .build_query_as()
             .fetch_all(&self.pool)
             .await
             .map_err(query("select from observation_logs"))?;
         Ok(into_metric_rows(BACKEND, rows))
     }
 
+    async fn get_trials(
+        &self,
+        trials: &TrialSet,
+        metric: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<MetricRow>>, StoreError> {
+        let mut rows = Vec::new();
+        for (names, prefix) in trial_chunks(trials) {
+            let mut select = QueryBuilder::<Sqlite>::new(SELECT_TRIALS);
+            push_trials(&mut select, names.as_deref(), prefix);
+            if let Some(metric) = metric {
+                select.push(" AND metric_name = ").push_bind(metric);
+            }
+            select.push(" ORDER BY trial_name, time, id");
+            let chunk: Vec<TrialSqlRow> = select
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query("select trials from observation_logs"))?;
+            rows.extend(chunk);
+        }
+        Ok(group_rows(BACKEND, rows))
+    }
+
+    async fn best_values(
+        &self,
+        trials: &TrialSet,
+        goals: &[MetricGoal],
+    ) -> Result<Vec<super::BestValue>, StoreError> {
+        let metrics = goal_metrics(goals);
+        if metrics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::new();
+        for (names, prefix) in trial_chunks(trials) {
+            let mut select = QueryBuilder::<Sqlite>::new(SELECT_SUMMARIES);
+            push_trials(&mut select, names.as_deref(), prefix);
+            select.push(" AND metric_name IN (");
+            let mut list = select.separated(", ");
+            for metric in &metrics {
+                list.push_bind(*metric);
+            }
+            select.push(")");
+            let chunk: Vec<SummaryRow> = select
+                .build_query_as()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query("select from metric_summaries"))?;
+            rows.extend(chunk);
+        }
+        Ok(pick_best(rows, goals))
+    }
+
     async fn delete(&self, trial: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(DELETE)
-            .bind(trial)
-            .execute(&self.pool)
-            .await
-            .map_err(query("delete from observation_logs"))?;
-        Ok(done.rows_affected())
+        let mut tx = self.pool.begin().await.map_err(query("begin transaction"))?;
+        let mut deleted = 0;
+        for (i, statement) in DELETE.into_iter().enumerate() {
+            let done = sqlx::query(statement)
+                .bind(trial)
+                .execute(&mut *tx)
+                .await
+                .map_err(query("delete a trial's observations"))?;
+            if i == 0 {
+                deleted = done.rows_affected();
+            }
+        }
+        tx.commit().await.map_err(query("commit"))?;
+        Ok(deleted)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -203,11 +399,7 @@ impl ObservationStore for SqliteStore {
 }
 
 fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| StoreError::Query {
-        backend: BACKEND,
-        operation,
-        source,
-    }
+    move |source| query_error(BACKEND, operation, source)
 }
 
 /// `sqlite::memory:`, `sqlite://:memory:` or `...?mode=memory`.
@@ -236,6 +428,7 @@ async fn check_parent_dir(path: &Path, target: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{MetricGoal, TrialSet};
     use crate::testsuite;
     use sqlx::Connection as _;
 
@@ -306,6 +499,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keyed_report_is_stored_once() {
+        let (_dir, store) = temp_store().await;
+        testsuite::keyed_report_is_stored_once(&store).await;
+    }
+
+    #[tokio::test]
+    async fn bulk_read_by_names_and_prefix() {
+        let (_dir, store) = temp_store().await;
+        testsuite::bulk_read_by_names_and_prefix(&store).await;
+    }
+
+    #[tokio::test]
+    async fn best_values_follow_goals() {
+        let (_dir, store) = temp_store().await;
+        testsuite::best_values_follow_goals(&store).await;
+    }
+
+    #[tokio::test]
+    async fn best_values_across_reports_and_delete() {
+        let (_dir, store) = temp_store().await;
+        testsuite::best_values_across_reports_and_delete(&store).await;
+    }
+
+    #[test]
+    fn glob_prefixes_are_literal() {
+        assert_eq!(glob_prefix("exp-[1]*?"), "exp-[[]1][*][?]*");
+        assert_eq!(glob_prefix(""), "*");
+    }
+
+    #[tokio::test]
     async fn the_whole_suite_on_one_database() {
         let (_dir, store) = temp_store().await;
         testsuite::run_all(&store).await;
@@ -339,7 +562,7 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .expect("migration table");
-        assert_eq!(applied, 2);
+        assert_eq!(applied, 4);
     }
 
     #[tokio::test]
@@ -364,6 +587,7 @@ mod tests {
         sqlx::query(
             "INSERT INTO observation_logs (trial_name, time, metric_name, value) VALUES \
              ('katib-trial', '2024-05-01 10:00:00.250000', 'accuracy', '0.5'), \
+             ('katib-trial', '2024-05-01 10:00:01.000000', 'accuracy', '0.75'), \
              ('katib-trial', NULL, 'accuracy', 'no time')",
         )
         .execute(&mut raw)
@@ -375,12 +599,23 @@ mod tests {
         let rows = store.get(&LogQuery::trial("katib-trial")).await.expect("get");
         assert_eq!(
             rows,
-            vec![MetricRow::new(
-                "2024-05-01T10:00:00.25Z".parse().expect("ts"),
-                "accuracy",
-                "0.5"
-            )]
+            vec![
+                MetricRow::new("2024-05-01T10:00:00.25Z".parse().expect("ts"), "accuracy", "0.5"),
+                MetricRow::new("2024-05-01T10:00:01Z".parse().expect("ts"), "accuracy", "0.75"),
+            ]
         );
+        let best = store
+            .best_values(
+                &TrialSet::Names(vec!["katib-trial".into()]),
+                &[
+                    MetricGoal::new("accuracy", crate::store::Goal::Min),
+                    MetricGoal::new("accuracy", crate::store::Goal::Latest),
+                ],
+            )
+            .await
+            .expect("backfilled");
+        let values: Vec<&str> = best.iter().map(|b| b.value.as_str()).collect();
+        assert_eq!(values, ["0.5", "0.75"]);
         let indexes: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'observation_logs'",
         )
