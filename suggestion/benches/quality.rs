@@ -12,7 +12,7 @@
 //! ```
 //! `--set` adds algorithm settings; `--label` records the runs under another name (to compare
 //! variants of one algorithm).
-//! Each run appends one JSON line to `--out` (runs already there are skipped, so adding an
+//! Paths are relative to the repository root. Each run appends one JSON line to `--out` (runs already there are skipped, so adding an
 //! algorithm such as `tpe` only runs that one); `--report-only` just prints the table.
 //! `random_state` is the seed.
 
@@ -38,6 +38,19 @@ struct Args {
     label: Option<String>,
 }
 
+/// A path relative to the repository root (`cargo bench` runs in the package's directory).
+fn from_repo(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() {
+        return path.to_owned();
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(p)
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn parse_args() -> Args {
     let mut a = Args {
         algorithms: vec!["bayesianoptimization".into(), "random".into()],
@@ -45,7 +58,7 @@ fn parse_args() -> Args {
         seeds: 10,
         budget: 50,
         batch: 1,
-        out: "target/bench/ours.jsonl".into(),
+        out: from_repo("target/bench/ours.jsonl"),
         peers: Vec::new(),
         report_only: false,
         settings: Vec::new(),
@@ -65,8 +78,8 @@ fn parse_args() -> Args {
             "--seeds" => a.seeds = value().parse().expect("--seeds"),
             "--budget" => a.budget = value().parse().expect("--budget"),
             "--batch" => a.batch = value().parse().expect("--batch"),
-            "--out" => a.out = value(),
-            "--peers" => a.peers.push(value()),
+            "--out" => a.out = from_repo(&value()),
+            "--peers" => a.peers.push(from_repo(&value())),
             "--report-only" => a.report_only = true,
             "--label" => a.label = Some(value()),
             "--set" => {
@@ -178,8 +191,10 @@ fn report(args: &Args, runs: &[Value]) {
             algorithms.push(a.to_string());
         }
         cells.entry((f.into(), a.into())).or_default().push(regret);
-        if let Some(s) = r["ask_seconds_mean"].as_f64() {
-            seconds.entry(a.into()).or_default().push(s);
+        // Wall time of the whole run per evaluation (the objective costs nothing), which for
+        // scikit-optimize includes the model fit done in tell().
+        if let Some(s) = r["seconds"].as_f64() {
+            seconds.entry(a.into()).or_default().push(s / args.budget as f64);
         }
     }
     // Ours first, random last.
@@ -260,7 +275,7 @@ fn report(args: &Args, runs: &[Value]) {
             }
         }
     }
-    println!("\nMean seconds per suggestion (all runs):");
+    println!("\nMean seconds per evaluation (run time / budget, all runs):");
     for a in &algorithms {
         if let Some(s) = seconds.get(a) {
             println!("  {a}: {:.4}", s.iter().sum::<f64>() / s.len() as f64);
@@ -321,8 +336,20 @@ fn main() {
         }
     }
     let mut runs = read_runs(&args.out);
+    let ours: HashSet<String> = runs
+        .iter()
+        .filter_map(|r| Some(r["algorithm"].as_str()?.to_string()))
+        .collect();
     for p in &args.peers {
-        runs.extend(read_runs(p));
+        for mut r in read_runs(p) {
+            // A peer's run under one of our names (`random`) is shown apart.
+            if let Some(a) = r["algorithm"].as_str()
+                && ours.contains(a)
+            {
+                r["algorithm"] = Value::from(format!("{a}-py"));
+            }
+            runs.push(r);
+        }
     }
     report(&args, &runs);
 }

@@ -13,6 +13,8 @@
 //!     [--algorithms bayesianoptimization] [--observations 10,50,100,200,500,1000] \
 //!     [--batches 1,8] [--repeats 7] [--json target/bench/speed.jsonl]
 //! ```
+//! For profiling (`perf record`), `speed --in-process N BATCH` calls the algorithm five times
+//! in process on `N` observations, without gRPC.
 
 use std::io::{BufRead as _, Write as _};
 use std::process::{Command, Stdio};
@@ -53,7 +55,18 @@ fn parse_args() -> Result<Args, String> {
             "--observations" => a.observations = list(&value()?),
             "--batches" => a.batches = list(&value()?),
             "--repeats" => a.repeats = value()?.parse().map_err(|_| "--repeats")?,
-            "--json" => a.json = Some(value()?),
+            "--json" => {
+                // Relative to the repository root (`cargo bench` runs in the package).
+                let v = value()?;
+                let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(&v);
+                a.json = Some(if std::path::Path::new(&v).is_absolute() {
+                    v
+                } else {
+                    p.to_string_lossy().into_owned()
+                });
+            }
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }

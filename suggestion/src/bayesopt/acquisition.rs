@@ -18,8 +18,6 @@ use super::encode::{Encoder, Kind};
 use super::gp::Posterior;
 use super::optimize::minimize;
 
-thread_local! { pub static EVALS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) }; }
-
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 const SQRT_2: f64 = std::f64::consts::SQRT_2;
 
@@ -278,8 +276,7 @@ fn try_lbfgs(
             .collect();
         (-v + penalty, grad)
     };
-    let (z, _, evals) = minimize(objective, z0, effort.max_iters, 0.05);
-    EVALS.with(|e| e.set(e.get() + evals));
+    let (z, _, _) = minimize(objective, z0, effort.max_iters, 0.05);
     let mut x = base;
     for (i, &c) in cols.iter().enumerate() {
         x[c] = z[i].clamp(0.0, 1.0);

@@ -54,7 +54,7 @@ impl Hyper {
         Hyper {
             ln_ls: vec![ls_prior_mean(groups); groups],
             ln_sf2: 0.0,
-            ln_noise: noise_prior_mean(),
+            ln_noise: NOISE_PRIOR_MEAN,
         }
     }
 
@@ -64,7 +64,7 @@ impl Hyper {
         Hyper {
             ln_ls: (0..groups).map(|_| m + LS_PRIOR_SD * 0.7 * z()).collect(),
             ln_sf2: SF2_PRIOR_SD * 0.5 * z(),
-            ln_noise: noise_prior_mean() + NOISE_PRIOR_SD * 0.5 * z(),
+            ln_noise: NOISE_PRIOR_MEAN + NOISE_PRIOR_SD * 0.5 * z(),
         }
     }
 
@@ -116,12 +116,8 @@ impl Hyper {
     }
 }
 
-fn noise_prior_mean() -> f64 {
-    super::knob("KATIB_BO_NOISE_MEAN", NOISE_PRIOR_MEAN)
-}
-
 fn ls_prior_mean(groups: usize) -> f64 {
-    0.5f64.ln() + super::knob("KATIB_BO_LS_OFFSET", 0.0) + 0.25 * (groups.max(1) as f64).ln()
+    0.5f64.ln() + 0.25 * (groups.max(1) as f64).ln()
 }
 
 /// The Matérn-5/2 correlation at `r^2` and its factor `(5/3)(1 + sqrt5 r) exp(-sqrt5 r)`
@@ -257,7 +253,7 @@ impl<'a> Marginal<'a> {
         let z = h.ln_sf2 / SF2_PRIOR_SD;
         nll += 0.5 * z * z;
         grad[groups] += z / SF2_PRIOR_SD;
-        let z = (h.ln_noise - noise_prior_mean()) / NOISE_PRIOR_SD;
+        let z = (h.ln_noise - NOISE_PRIOR_MEAN) / NOISE_PRIOR_SD;
         nll += 0.5 * z * z;
         grad[groups + 1] += z / NOISE_PRIOR_SD;
         (nll, grad)
@@ -502,11 +498,6 @@ pub fn standardize_and_warp(y: &[f64]) -> Vec<f64> {
     let lambda = if ll(1.0) >= fc.max(fd) { 1.0 } else { 0.5 * (a + b) };
     let t: Vec<f64> = z.iter().map(|&v| yeo_johnson(v, lambda)).collect();
     standardize(&t)
-}
-
-/// Standardization alone.
-pub fn standardize_plain(y: &[f64]) -> Vec<f64> {
-    standardize(y)
 }
 
 fn standardize(y: &[f64]) -> Vec<f64> {
