@@ -668,20 +668,7 @@ mod tests {
         trials: Vec<pb::Trial>,
         n: i32,
     ) -> SuggestRequest {
-        SuggestRequest::from_pb(&pb::GetSuggestionsRequest {
-            experiment: Some(experiment("cmaes", settings, params)),
-            trials,
-            current_request_number: n,
-            total_request_number: n,
-        })
-        .unwrap()
-    }
-
-    fn values(s: &Suggested) -> Vec<Vec<String>> {
-        s.assignments
-            .iter()
-            .map(|a| a.iter().map(|a| a.value.clone()).collect())
-            .collect()
+        request_for("cmaes", settings, params, trials, n, n)
     }
 
     /// Runs `cmaes` for `budget` trials, `batch` at a time, on `f` (maximized accuracy).

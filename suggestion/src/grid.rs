@@ -200,20 +200,7 @@ mod tests {
         trials: Vec<pb::Trial>,
         n: i32,
     ) -> SuggestRequest {
-        SuggestRequest::from_pb(&pb::GetSuggestionsRequest {
-            experiment: Some(experiment("grid", settings, params)),
-            trials,
-            current_request_number: n,
-            total_request_number: n,
-        })
-        .unwrap()
-    }
-
-    fn values(s: &Suggested) -> Vec<Vec<String>> {
-        s.assignments
-            .iter()
-            .map(|a| a.iter().map(|a| a.value.clone()).collect())
-            .collect()
+        request_for("grid", settings, params, trials, n, n)
     }
 
     #[test]

@@ -1329,20 +1329,7 @@ mod tests {
         n: i32,
         total: i32,
     ) -> SuggestRequest {
-        SuggestRequest::from_pb(&pb::GetSuggestionsRequest {
-            experiment: Some(experiment("sobol", settings, params)),
-            trials,
-            current_request_number: n,
-            total_request_number: total,
-        })
-        .unwrap()
-    }
-
-    fn values(s: &Suggested) -> Vec<Vec<String>> {
-        s.assignments
-            .iter()
-            .map(|a| a.iter().map(|a| a.value.clone()).collect())
-            .collect()
+        request_for("sobol", settings, params, trials, n, total)
     }
 
     fn as_trials(out: &Suggested) -> Vec<pb::Trial> {

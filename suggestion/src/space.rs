@@ -734,6 +734,32 @@ fn parse_categorical(name: &str, fs: &pb::FeasibleSpace) -> Result<Vec<String>, 
 pub(crate) mod testing {
     use katib_api::pb;
 
+    /// A `SuggestRequest` for `algorithm` with these settings, parameters and trials.
+    pub fn request_for(
+        algorithm: &str,
+        settings: &[(&str, &str)],
+        params: Vec<pb::ParameterSpec>,
+        trials: Vec<pb::Trial>,
+        n: i32,
+        total: i32,
+    ) -> crate::SuggestRequest {
+        crate::SuggestRequest::from_pb(&pb::GetSuggestionsRequest {
+            experiment: Some(experiment(algorithm, settings, params)),
+            trials,
+            current_request_number: n,
+            total_request_number: total,
+        })
+        .unwrap()
+    }
+
+    /// The values of each suggested assignment, in parameter order.
+    pub fn values(s: &crate::Suggested) -> Vec<Vec<String>> {
+        s.assignments
+            .iter()
+            .map(|a| a.iter().map(|p| p.value.clone()).collect())
+            .collect()
+    }
+
     /// A parameter spec.
     pub fn param(
         name: &str,

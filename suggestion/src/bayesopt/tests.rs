@@ -14,20 +14,7 @@ fn request(
     trials: Vec<pb::Trial>,
     n: i32,
 ) -> SuggestRequest {
-    SuggestRequest::from_pb(&pb::GetSuggestionsRequest {
-        experiment: Some(experiment(NAME, settings, params)),
-        trials,
-        current_request_number: n,
-        total_request_number: n,
-    })
-    .unwrap()
-}
-
-fn values(s: &Suggested) -> Vec<Vec<String>> {
-    s.assignments
-        .iter()
-        .map(|a| a.iter().map(|p| p.value.clone()).collect())
-        .collect()
+    request_for(NAME, settings, params, trials, n, n)
 }
 
 fn mixed() -> Vec<pb::ParameterSpec> {
