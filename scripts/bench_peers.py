@@ -18,7 +18,10 @@ Peers:
                 experiment's distribution (uniform or log-uniform), ints are Integer (stepped
                 ints as an Integer index), categoricals Categorical.
   optuna-gp     Optuna GPSampler(seed=seed) (needs torch).
-  optuna-tpe    Optuna TPESampler(seed=seed), defaults (univariate, 10 startup trials).
+  optuna-tpe    Optuna TPESampler(seed=seed), defaults (10 startup trials; in Optuna 5 the
+                default is the multivariate TPE with constant liar for single-objective studies).
+  optuna-tpe-indep  TPESampler(multivariate=False, seed=seed): the independent TPE (hyperopt's
+                model, Katib's `tpe`).
   optuna-mvtpe  TPESampler(multivariate=True, constant_liar=True, seed=seed) as Katib's
                 multivariate-tpe.
   random        uniform random search (numpy), a floor.
@@ -234,6 +237,8 @@ def optuna_sampler(algorithm, seed, n_initial):
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial)
     if algorithm == "optuna-tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_initial)
+    if algorithm == "optuna-tpe-indep":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_initial, multivariate=False)
     if algorithm == "optuna-mvtpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_initial, multivariate=True,
                                           constant_liar=True)

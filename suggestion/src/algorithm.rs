@@ -193,6 +193,13 @@ pub const MAX_REQUEST_NUMBER: usize = 100_000;
 impl SuggestRequest {
     /// Converts and validates a `GetSuggestionsRequest` (space, counts, history).
     pub fn from_pb(request: &pb::GetSuggestionsRequest) -> Result<Self, SuggestError> {
+        Self::from_owned(request.clone())
+    }
+
+    /// [`SuggestRequest::from_pb`] that takes the request, so each trial's assignments and
+    /// name move into the history instead of being copied (the history is most of a large
+    /// request).
+    pub fn from_owned(mut request: pb::GetSuggestionsRequest) -> Result<Self, SuggestError> {
         let experiment = request.experiment.as_ref().ok_or_else(|| {
             SuggestError::InvalidRequest("GetSuggestionsRequest.experiment is missing".into())
         })?;
@@ -217,10 +224,9 @@ impl SuggestRequest {
             ))
         })?;
         let space = SearchSpace::from_experiment(experiment)?;
-        let history = request
-            .trials
-            .iter()
-            .map(|t| TrialRecord::from_pb(t, &space))
+        let history = std::mem::take(&mut request.trials)
+            .into_iter()
+            .map(|t| TrialRecord::from_owned(t, &space))
             .collect();
         let positive = |v: i32| u32::try_from(v).ok().filter(|&v| v > 0);
         Ok(SuggestRequest {
@@ -255,11 +261,16 @@ impl SuggestRequest {
 impl TrialRecord {
     /// A request trial, with its point in `space` and its objective value.
     pub fn from_pb(trial: &pb::Trial, space: &SearchSpace) -> Self {
+        Self::from_owned(trial.clone(), space)
+    }
+
+    /// [`TrialRecord::from_pb`] without copying the trial's strings.
+    pub fn from_owned(mut trial: pb::Trial, space: &SearchSpace) -> Self {
         let assignments = trial
             .spec
-            .as_ref()
-            .and_then(|s| s.parameter_assignments.as_ref())
-            .map(|a| a.assignments.clone())
+            .as_mut()
+            .and_then(|s| s.parameter_assignments.as_mut())
+            .map(|a| std::mem::take(&mut a.assignments))
             .unwrap_or_default();
         let status = trial.status.as_ref();
         let condition = status
@@ -270,7 +281,7 @@ impl TrialRecord {
             _ => None,
         };
         TrialRecord {
-            name: trial.name.clone(),
+            name: trial.name,
             point: space.parse_assignments(&assignments),
             assignments,
             condition,

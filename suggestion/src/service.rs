@@ -134,7 +134,7 @@ impl SuggestionService {
         let span = tracing::Span::current();
         let (n, suggested) = tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
-                let request = SuggestRequest::from_pb(&request)?;
+                let request = SuggestRequest::from_owned(request)?;
                 let suggested = algorithm.suggest(&request)?;
                 Ok::<_, SuggestError>((request.n, suggested))
             })
@@ -281,6 +281,9 @@ pub enum Error {
     Serve(#[source] tonic::transport::Error),
 }
 
+/// HTTP/2 flow-control window of the servers, per stream and per connection.
+pub const H2_WINDOW: u32 = 8 << 20;
+
 /// Largest gRPC message accepted or sent (as Katib's services: 2^31-1), so a long trial history
 /// never hits tonic's 4 MiB default.
 const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
@@ -333,6 +336,11 @@ pub async fn serve_all(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     tonic::transport::Server::builder()
+        // A GetSuggestions request carries the whole trial history (~300 KB at 1,000
+        // trials): with HTTP/2's default 64 KiB window the client stalls for a
+        // WINDOW_UPDATE round trip every 64 KiB.
+        .initial_stream_window_size(Some(H2_WINDOW))
+        .initial_connection_window_size(Some(H2_WINDOW))
         .add_service(health)
         .add_service(suggestion)
         .add_service(early_stopping)

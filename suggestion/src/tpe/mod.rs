@@ -8,9 +8,13 @@
 //! Each call splits the finished trials by objective into a good group (the best `gamma(n)`)
 //! and the rest, fits a Parzen estimator `l` to the good group and `g` to the rest (see
 //! [`parzen`]), draws `n_ei_candidates` candidates from `l` and suggests the one maximising
-//! `l(x) / g(x)` (which maximises expected improvement). `tpe` does this per parameter
-//! independently; `multivariate-tpe` draws whole points from `l`'s product kernels and
-//! scores them jointly. Candidates pick their kernels by systematic sampling (one uniform
+//! `l(x) / g(x)` (which maximises expected improvement). By default both names model the
+//! parameters jointly: candidates are whole points drawn from `l`'s product kernels and
+//! scored jointly, as Optuna 5's `TPESampler` does by default for one objective (hyperopt,
+//! behind Katib's `tpe`, models each parameter on its own; the joint model found better
+//! optima on every benchmark function, see `suggestion/benches/README.md`). The setting
+//! `multivariate: "false"` (a katib-rs extension) selects the independent model.
+//! Candidates pick their kernels by systematic sampling (one uniform
 //! offset, evenly spaced in the cumulative weights), so every good observation is explored in
 //! proportion to its weight rather than by chance.
 //!
@@ -22,6 +26,7 @@
 //! | `gamma` | Optuna's `min(ceil(0.1 n), 25)` | when set, in `(0, 1)`: hyperopt's split `min(ceil(gamma * sqrt(n)), 25)` |
 //! | `prior_weight` | 1.0 | weight of the prior kernel (> 0) |
 //! | `random_state` | none | seed (integer >= 0) |
+//! | `multivariate` | `true` | `false`: model each parameter on its own (hyperopt's TPE) |
 //!
 //! Katib's hyperopt `tpe` accepts `gamma`, `prior_weight`, `n_EI_candidates` and
 //! `random_state`; its optuna `tpe`/`multivariate-tpe` accept `n_startup_trials`,
@@ -70,14 +75,14 @@ const MAX_BELOW: usize = 25;
 /// Rounds of fresh candidates tried before a finite space falls back to random free points.
 const DEDUP_ROUNDS: usize = 4;
 
-/// The TPE algorithms: `tpe` (independent) and `multivariate-tpe` (joint).
+/// The TPE algorithms `tpe` and `multivariate-tpe` (the same model; two names for Katib).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tpe {
     multivariate: bool,
 }
 
 impl Tpe {
-    /// Katib's name for the independent TPE.
+    /// Katib's name for the TPE (hyperopt's in Katib; joint here unless `multivariate: false`).
     pub const NAME: &'static str = "tpe";
     /// Katib's name for the multivariate TPE.
     pub const MULTIVARIATE_NAME: &'static str = "multivariate-tpe";
@@ -89,14 +94,15 @@ impl Tpe {
         "gamma",
         "prior_weight",
         "random_state",
+        "multivariate",
     ];
 
-    /// `tpe`: every parameter modelled on its own.
+    /// `tpe`.
     pub const fn independent() -> Self {
         Tpe { multivariate: false }
     }
 
-    /// `multivariate-tpe`: joint kernels over all parameters.
+    /// `multivariate-tpe`.
     pub const fn multivariate() -> Self {
         Tpe { multivariate: true }
     }
@@ -115,6 +121,8 @@ pub struct TpeSettings {
     pub prior_weight: f64,
     /// The seed.
     pub random_state: Option<u64>,
+    /// Joint kernels over all parameters (default) or one model per parameter.
+    pub multivariate: bool,
 }
 
 impl Default for TpeSettings {
@@ -125,6 +133,7 @@ impl Default for TpeSettings {
             gamma: None,
             prior_weight: 1.0,
             random_state: None,
+            multivariate: true,
         }
     }
 }
@@ -184,8 +193,16 @@ impl TpeSettings {
             take(e);
             None
         });
+        let multivariate = settings
+            .parse::<bool>("multivariate", "true or false", |_| true)
+            .unwrap_or_else(|e| {
+                take(e);
+                None
+            })
+            .unwrap_or(defaults.multivariate);
         SettingsError::check(problems)?;
         Ok(TpeSettings {
+            multivariate,
             n_startup_trials,
             n_ei_candidates,
             gamma,
@@ -254,7 +271,7 @@ impl Algorithm for Tpe {
                 g: &g,
                 candidates: settings.n_ei_candidates,
             };
-            let point = if self.multivariate {
+            let point = if settings.multivariate {
                 model.best_joint(&taken, finite, &mut rng)
             } else {
                 model.best_independent(&taken, finite, &mut rng)

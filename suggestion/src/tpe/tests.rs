@@ -75,6 +75,7 @@ fn validates_settings() {
             ("gamma", "0.25"),
             ("prior_weight", "2.5"),
             ("random_state", "7"),
+            ("multivariate", "false"),
         ];
         assert!(tpe.validate(&experiment(name, &good, params())).is_ok());
         assert!(
@@ -90,6 +91,7 @@ fn validates_settings() {
                     ("gamma", "1"),
                     ("prior_weight", "0"),
                     ("random_state", "x"),
+                    ("multivariate", "yes"),
                     ("foo", "1"),
                 ],
                 params(),
@@ -99,13 +101,14 @@ fn validates_settings() {
             err.problems(),
             [
                 format!(
-                    "unknown setting foo for algorithm {name}; allowed: n_startup_trials, n_ei_candidates, n_EI_candidates, gamma, prior_weight, random_state"
+                    "unknown setting foo for algorithm {name}; allowed: n_startup_trials, n_ei_candidates, n_EI_candidates, gamma, prior_weight, random_state, multivariate"
                 ),
                 format!("setting n_startup_trials of algorithm {name}: \"-1\" is not an integer >= 0"),
                 format!("setting n_ei_candidates of algorithm {name}: \"0\" is not an integer >= 1"),
                 format!("setting gamma of algorithm {name}: \"1\" is not a number in (0, 1)"),
                 format!("setting prior_weight of algorithm {name}: \"0\" is not a number > 0"),
                 format!("setting random_state of algorithm {name}: \"x\" is not an integer >= 0"),
+                format!("setting multivariate of algorithm {name}: \"yes\" is not true or false"),
             ]
         );
         let err = tpe
