@@ -323,14 +323,16 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
 /// Trials to send to the suggestion service: every trial except MetricsUnavailable ones
 /// and early-stopped ones without an objective observation (Katib's filter).
 pub fn trials_for_suggestion<'a>(exp: &Experiment, trials: &'a [Trial]) -> Vec<&'a Trial> {
-    trials
-        .iter()
-        .filter(|t| match classify(t) {
-            TrialClass::MetricsUnavailable => false,
-            TrialClass::EarlyStopped => has_observation(exp, t),
-            _ => true,
-        })
-        .collect()
+    trials.iter().filter(|t| is_suggestion_input(exp, t)).collect()
+}
+
+/// Whether `trial` belongs in [`trials_for_suggestion`].
+pub fn is_suggestion_input(exp: &Experiment, trial: &Trial) -> bool {
+    match classify(trial) {
+        TrialClass::MetricsUnavailable => false,
+        TrialClass::EarlyStopped => has_observation(exp, trial),
+        _ => true,
+    }
 }
 
 #[cfg(test)]

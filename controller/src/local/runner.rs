@@ -191,6 +191,7 @@ pub async fn run_experiment(
             None => rand::rngs::StdRng::from_rng(&mut rand::rng()),
         };
         let mut trials: Vec<Trial> = Vec::new();
+        let mut pb_cache = PbCache::default();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut state = SuggestionState::default();
@@ -207,7 +208,7 @@ pub async fn run_experiment(
             if early_stopping.is_some() {
                 rules_request.send_replace(pb::GetEarlyStoppingRulesRequest {
                     experiment: Some(experiment_to_pb(&exp, &overrides)),
-                    trials: core::trials_for_suggestion(&exp, &trials).into_iter().map(trial_to_pb).collect(),
+                    trials: pb_cache.request_trials(&exp, &trials),
                     db_manager_address: cfg.db_manager_addr.clone(),
                 });
             }
@@ -228,7 +229,7 @@ pub async fn run_experiment(
                 total_requested += want;
                 let req = pb::GetSuggestionsRequest {
                     experiment: Some(experiment_to_pb(&exp, &overrides)),
-                    trials: core::trials_for_suggestion(&exp, &trials).into_iter().map(trial_to_pb).collect(),
+                    trials: pb_cache.request_trials(&exp, &trials),
                     current_request_number: want,
                     total_request_number: total_requested,
                 };
@@ -323,6 +324,7 @@ pub async fn run_experiment(
                     let outcome = match index.get(&mark.trial) {
                         None => MarkOutcome::NotFound,
                         Some(&i) => {
+                            pb_cache.invalidate(i);
                             if mark_early_stopped(&mut trials[i], &now_rfc3339()) {
                                 info!(trial = %mark.trial, "trial early stopped");
                                 // Its collector reported before asking: read the
@@ -351,6 +353,7 @@ pub async fn run_experiment(
                     for fin in batch {
                         running.remove(&fin.name);
                         if let Some(&i) = index.get(&fin.name) {
+                            pb_cache.invalidate(i);
                             finish_trial(&mut trials[i], fin.exit, fin.logs, &mut db, &events).await;
                         }
                     }
@@ -371,6 +374,32 @@ pub async fn run_experiment(
     }
     .instrument(span)
     .await
+}
+
+/// Each trial's `pb::Trial`, converted once and again only after the trial changes: every
+/// GetSuggestions (and GetEarlyStoppingRules) request carries the whole history, so
+/// converting it afresh made a run quadratic in conversions.
+#[derive(Default)]
+struct PbCache(Vec<Option<pb::Trial>>);
+
+impl PbCache {
+    /// Forgets trial `i`'s conversion (call before changing the trial).
+    fn invalidate(&mut self, i: usize) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = None;
+        }
+    }
+
+    /// The request's `trials`: [`core::trials_for_suggestion`] in Katib's wire form.
+    fn request_trials(&mut self, exp: &Experiment, trials: &[Trial]) -> Vec<pb::Trial> {
+        self.0.resize(trials.len(), None);
+        trials
+            .iter()
+            .zip(self.0.iter_mut())
+            .filter(|(t, _)| core::is_suggestion_input(exp, t))
+            .map(|(t, slot)| slot.get_or_insert_with(|| trial_to_pb(t)).clone())
+            .collect()
+    }
 }
 
 async fn next_mark(marks: &mut Option<mpsc::UnboundedReceiver<EarlyStopMark>>) -> Option<EarlyStopMark> {
