@@ -37,7 +37,7 @@ pub enum Command {
     Suggestion(katib_suggestion::Args),
     /// Run the Kubernetes controller: Experiments, Trials and Suggestions in the cluster
     /// of the current kubeconfig (or the in-cluster service account).
-    Controller(katib_operator::Args),
+    Controller(Box<katib_operator::Args>),
     /// Print the Experiment, Trial and Suggestion CRDs as YAML (`katib crds | kubectl apply -f -`).
     Crds,
 }
@@ -77,7 +77,7 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => validate(args),
             Command::DbManager(args) => service_exit(katib_db_manager::run(args, shutdown_signal()).await),
             Command::Suggestion(args) => service_exit(katib_suggestion::run(args, shutdown_signal()).await),
-            Command::Controller(args) => service_exit(katib_operator::run(args, shutdown_signal()).await),
+            Command::Controller(args) => service_exit(katib_operator::run(*args, shutdown_signal()).await),
             Command::Crds => match katib_operator::crds::yaml() {
                 Ok(y) => {
                     print!("{y}");

@@ -42,6 +42,8 @@ pub enum Error {
     },
     #[error("leader election: {0}")]
     Leader(String),
+    #[error("admission webhooks: {0}")]
+    Webhook(String),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -60,6 +62,7 @@ impl Error {
             Error::CrdsMissing(_) => "crds",
             Error::Bind { .. } => "bind",
             Error::Leader(_) => "leader",
+            Error::Webhook(_) => "webhook",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -97,10 +97,14 @@ fn backoff_for(err: &Error) -> Duration {
     }
 }
 
-fn known_algorithms(ctx: &Context) -> (Vec<&str>, Vec<&str>) {
-    let mut algs: Vec<&str> = BUILTIN_ALGORITHMS.to_vec();
-    algs.extend(ctx.args.suggestion_overrides.iter().map(|(n, _)| n.as_str()));
-    (algs, BUILTIN_EARLY_STOPPING.to_vec())
+/// Algorithm names validation accepts: the built-in ones and every per-algorithm override.
+pub fn known_algorithms(args: &crate::Args) -> (Vec<String>, Vec<String>) {
+    let mut algs: Vec<String> = BUILTIN_ALGORITHMS.iter().map(|s| s.to_string()).collect();
+    algs.extend(args.suggestion_overrides.iter().map(|(n, _)| n.clone()));
+    (
+        algs,
+        BUILTIN_EARLY_STOPPING.iter().map(|s| s.to_string()).collect(),
+    )
 }
 
 async fn reconcile_inner(cached: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
@@ -137,7 +141,9 @@ async fn reconcile_inner(cached: &DynamicObject, ctx: &Context) -> Result<Action
     }
     let first_time = exp.status.as_ref().is_none_or(|s| s.conditions.is_empty());
     set_defaults(&mut exp);
-    let (algs, early) = known_algorithms(ctx);
+    let (algs, early) = known_algorithms(&ctx.args);
+    let algs: Vec<&str> = algs.iter().map(String::as_str).collect();
+    let early: Vec<&str> = early.iter().map(String::as_str).collect();
     let errors = validate_with(
         &exp,
         &Known {

@@ -21,6 +21,7 @@ pub mod leader;
 pub mod metrics;
 pub mod trial;
 pub mod util;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,6 +107,8 @@ pub struct Args {
     /// Reconciles run at once per controller.
     #[arg(long, env = "KATIB_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    #[command(flatten)]
+    pub webhook: webhook::WebhookArgs,
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -236,6 +239,17 @@ pub async fn run(
         .list_metadata(&kube::api::ListParams::default().limit(1))
         .await
         .map_err(|e| Error::CrdsMissing(e.to_string()))?;
+
+    // Every replica serves the webhooks (the API server may call any of them).
+    let (algorithms, early_stopping) = experiment::known_algorithms(&args);
+    webhook::start(
+        client.clone(),
+        &args.webhook,
+        &args.leader_election_namespace,
+        algorithms,
+        early_stopping,
+    )
+    .await?;
 
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
     if args.leader_elect {

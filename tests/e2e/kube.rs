@@ -106,6 +106,11 @@ impl Cluster {
     }
 }
 
+/// The namespace of a test's world.
+fn ns_name(test: &str) -> String {
+    format!("e2e-{}-{}", test.replace('_', "-"), std::process::id())
+}
+
 /// One test's world: a namespace, db-manager, suggestion service and the controller.
 struct World {
     cluster: Cluster,
@@ -115,11 +120,17 @@ struct World {
     suggestion: Service,
     controller: Option<Child>,
     controller_runs: usize,
+    extra_args: Vec<String>,
     rt: tokio::runtime::Runtime,
 }
 
 impl World {
     fn new(cluster: Cluster, test: &str) -> World {
+        World::with_args(cluster, test, &[])
+    }
+
+    /// A world whose controller gets `extra` flags.
+    fn with_args(cluster: Cluster, test: &str, extra: &[String]) -> World {
         let scratch = Scratch::new();
         // Our CRDs and the training operator's (TFJob, PyTorchJob) before the controller
         // starts, so it watches those job kinds.
@@ -139,7 +150,7 @@ impl World {
             "crd/suggestions.kubeflow.org",
             "crd/tfjobs.kubeflow.org",
         ]);
-        let ns = format!("e2e-{}-{}", test.replace('_', "-"), std::process::id());
+        let ns = ns_name(test);
         cluster.run(&["create", "namespace", &ns]);
         let db_url = format!("sqlite://{}", scratch.path().join("katib.db").display());
         let db = start_service(&scratch, &["db-manager", "--db", &db_url]);
@@ -156,6 +167,7 @@ impl World {
             suggestion,
             controller: None,
             controller_runs: 0,
+            extra_args: extra.to_vec(),
             rt,
         };
         w.start_controller();
@@ -170,28 +182,32 @@ impl World {
     fn start_controller(&mut self) {
         self.controller_runs += 1;
         let log = std::fs::File::create(self.log_path(self.controller_runs)).unwrap();
+        let mut args: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        args.extend([
+            "controller",
+            "--namespace",
+            &self.ns,
+            "--suggestion-endpoint",
+            &self.suggestion.addr,
+            "--db-manager-address",
+            &self.db.addr,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--healthz-addr",
+            "127.0.0.1:0",
+            "--leader-elect",
+            "--leader-election-namespace",
+            &self.ns,
+            "--lease-duration-seconds",
+            "3",
+            "--metrics-grace-seconds",
+            "30",
+        ]);
+        // The extra flags go after the subcommand's.
+        args.rotate_left(self.extra_args.len());
         let child = self
             .scratch
-            .katib(&[
-                "controller",
-                "--namespace",
-                &self.ns,
-                "--suggestion-endpoint",
-                &self.suggestion.addr,
-                "--db-manager-address",
-                &self.db.addr,
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--healthz-addr",
-                "127.0.0.1:0",
-                "--leader-elect",
-                "--leader-election-namespace",
-                &self.ns,
-                "--lease-duration-seconds",
-                "3",
-                "--metrics-grace-seconds",
-                "30",
-            ])
+            .katib(&args)
             .env("KUBECONFIG", &self.cluster.kubeconfig)
             .env("KATIB_LOG", "info,katib_operator=debug")
             .stdout(Stdio::null())
@@ -826,4 +842,203 @@ fn kube_python_sdk_katib_client() {
     w.wait_until("trials deleted", Duration::from_secs(120), || {
         w.cluster.items(&w.ns, "trials").is_empty()
     });
+}
+
+/// An Experiment `name` with `edits` applied to Katib's random example (valid as is).
+fn webhook_case(name: &str, edits: &[(&str, &str)]) -> String {
+    let mut s = random_experiment(name, 6, 3, JOB_TEMPLATE);
+    for (from, to) in edits {
+        assert!(s.contains(from), "edit {from:?} does not match");
+        s = s.replacen(from, to, 1);
+    }
+    s
+}
+
+#[test]
+fn kube_webhook_validates_and_defaults_experiments() {
+    let Some(cluster) = cluster("kube_webhook_validates_and_defaults_experiments") else {
+        return;
+    };
+    let ns = ns_name("webhook");
+    let port = free_port();
+    let config = format!("katib-{ns}");
+    let extra: Vec<String> = [
+        "--webhook-addr".to_string(),
+        format!("127.0.0.1:{port}"),
+        "--webhook-url".into(),
+        format!("https://127.0.0.1:{port}"),
+        "--webhook-config-name".into(),
+        config.clone(),
+        "--webhook-namespace-selector".into(),
+        format!("katib-e2e={ns}"),
+    ]
+    .into();
+    let w = World::with_args(cluster, "webhook", &extra);
+    assert_eq!(w.ns, ns);
+    w.cluster.run(&[
+        "label",
+        "namespace",
+        &ns,
+        &format!("katib-e2e={ns}"),
+        "katib.kubeflow.org/metrics-collector-injection=enabled",
+    ]);
+    // A second namespace under the webhooks but without Katib's injection label.
+    let bare = format!("{ns}-bare");
+    w.cluster.run(&["create", "namespace", &bare]);
+    w.cluster
+        .run(&["label", "namespace", &bare, &format!("katib-e2e={ns}")]);
+
+    let dry_run = |ns: &str, manifest: &str| -> (bool, String) {
+        let mut child = w
+            .cluster
+            .cmd(&["create", "--dry-run=server", "-o", "json", "-n", ns, "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), manifest.as_bytes()).unwrap();
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        let text = if out.status.success() {
+            out.stdout
+        } else {
+            out.stderr
+        };
+        (out.status.success(), String::from_utf8_lossy(&text).into_owned())
+    };
+
+    // Defaulting: a valid Experiment without parallelTrialCount comes back defaulted, once
+    // the controller has registered its webhooks.
+    let valid = webhook_case("defaults", &[("  parallelTrialCount: 3\n", "")]);
+    let mut defaulted = Value::Null;
+    w.wait_until(
+        "the webhooks to default an Experiment",
+        Duration::from_secs(60),
+        || {
+            let (ok, out) = dry_run(&ns, &valid);
+            if ok {
+                defaulted = serde_json::from_str(&out).unwrap();
+            }
+            ok && defaulted["spec"]["parallelTrialCount"] == 3
+        },
+    );
+    let spec = &defaulted["spec"];
+    assert_eq!(spec["resumePolicy"], "Never");
+    assert_eq!(spec["metricsCollectorSpec"]["collector"]["kind"], "StdOut");
+    assert_eq!(
+        spec["objective"]["metricStrategies"],
+        json!([{"name": "accuracy", "value": "max"}, {"name": "loss", "value": "max"}])
+    );
+    assert_eq!(
+        spec["trialTemplate"]["successCondition"],
+        r#"status.conditions.#(type=="Complete")#|#(status=="True")#"#
+    );
+    assert_eq!(spec["parameters"][0]["feasibleSpace"]["distribution"], "uniform");
+
+    // Validation: Katib's rules, each rejected with the field and the problem.
+    let long = "a".repeat(41);
+    let cases: Vec<(String, &str)> = vec![
+        (webhook_case(&long, &[]), "metadata.name"),
+        (
+            webhook_case("c1", &[("maxTrialCount: 6", "maxTrialCount: 0")]),
+            "spec.maxTrialCount: 0 must be greater than 0",
+        ),
+        (
+            webhook_case("c2", &[("parallelTrialCount: 3", "parallelTrialCount: 0")]),
+            "spec.parallelTrialCount: 0 must be greater than 0",
+        ),
+        (
+            webhook_case("c3", &[("maxFailedTrialCount: 3", "maxFailedTrialCount: -1")]),
+            "spec.maxFailedTrialCount: -1 should not be less than 0",
+        ),
+        (
+            webhook_case("c4", &[("parallelTrialCount: 3", "parallelTrialCount: 7")]),
+            "should be less than or equal to spec.maxTrialCount",
+        ),
+        (
+            webhook_case("c5", &[("type: maximize", "type: up")]),
+            "spec.objective.type",
+        ),
+        (
+            webhook_case("c6", &[("    objectiveMetricName: accuracy\n", "")]),
+            "spec.objective.objectiveMetricName: must be specified",
+        ),
+        (
+            webhook_case(
+                "c7",
+                &[("algorithmName: random", "algorithmName: invalid-algorithm")],
+            ),
+            "spec.algorithm.algorithmName",
+        ),
+        (
+            webhook_case("c8", &[("parameterType: double", "parameterType: float")]),
+            "parameterType",
+        ),
+        (
+            webhook_case("c9", &[("      - loss", "      - accuracy")]),
+            "should not contain spec.objective.objectiveMetricName",
+        ),
+        (
+            webhook_case("c10", &[("reference: lr", "reference: nope")]),
+            "spec.trialTemplate",
+        ),
+    ];
+    for (manifest, expected) in &cases {
+        let (ok, out) = dry_run(&ns, manifest);
+        assert!(!ok, "accepted an invalid Experiment (expected {expected:?})");
+        assert!(
+            out.contains("denied the request") && out.contains(expected),
+            "expected {expected:?} in: {out}"
+        );
+    }
+    // Katib's namespace precondition.
+    let (ok, out) = dry_run(&bare, &valid);
+    assert!(!ok && out.contains("lacks label"), "{out}");
+
+    // UPDATE: the budget is editable, nothing else.
+    w.cluster.apply(Some(&ns), &webhook_case("edit", &[]));
+    w.cluster.run(&[
+        "patch",
+        "experiment",
+        "edit",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxTrialCount":8}}"#,
+    ]);
+    let out = w
+        .cluster
+        .cmd(&[
+            "patch",
+            "experiment",
+            "edit",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"algorithm":{"algorithmName":"grid"}}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only spec.parallelTrialCount"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let _ = w
+        .cluster
+        .cmd(&["delete", "namespace", &bare, "--wait=false"])
+        .output();
+    let _ = w
+        .cluster
+        .cmd(&[
+            "delete",
+            "mutatingwebhookconfiguration,validatingwebhookconfiguration",
+            &config,
+        ])
+        .output();
 }
