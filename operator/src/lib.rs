@@ -17,6 +17,7 @@ pub mod crds;
 pub mod error;
 pub mod experiment;
 pub mod gjson;
+pub mod inject;
 pub mod leader;
 pub mod metrics;
 pub mod trial;
@@ -246,6 +247,7 @@ pub async fn run(
         client.clone(),
         &args.webhook,
         &args.leader_election_namespace,
+        &args.db_manager_address,
         algorithms,
         early_stopping,
     )

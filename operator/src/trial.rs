@@ -174,6 +174,22 @@ async fn apply(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
     let mut requeue: Option<Duration> = None;
     let outcome = match &job {
         None => {
+            // The watch cache may lag behind our own status write: a Trial that completed
+            // (and whose job was deleted) must not get its job back. Re-read before creating.
+            let api = ctx.katib_api(&TRIAL, &namespace);
+            let fresh = api.get_opt(&name).await.map_err(|source| Error::Kube {
+                action: "get trial",
+                name: name.clone(),
+                source,
+            })?;
+            match fresh {
+                None => return Ok(Action::await_change()),
+                Some(f) if f.metadata.resource_version != obj.metadata.resource_version => {
+                    // Newer than what we hold: reconcile that version instead.
+                    return Ok(Action::requeue(Duration::from_millis(50)));
+                }
+                Some(_) => {}
+            }
             create_job(&jobs, obj, run_spec).await?;
             info!(%kind, "job created");
             JobOutcome::Running

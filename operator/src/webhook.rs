@@ -58,13 +58,30 @@ pub struct WebhookArgs {
     /// Only call the webhooks for namespaces with this label (`KEY=VALUE`).
     #[arg(long, env = "KATIB_WEBHOOK_NAMESPACE_SELECTOR")]
     pub webhook_namespace_selector: Option<String>,
+    /// Image of the metrics-collector sidecar injected into trial pods (StdOut, File): any
+    /// image with Katib's file-metrics-collector flags (`-t -m -o-type -s-db -path ...`).
+    #[arg(
+        long,
+        env = "KATIB_METRICS_COLLECTOR_IMAGE",
+        default_value = "ghcr.io/kubeflow/katib/file-metrics-collector:v0.19.0"
+    )]
+    pub metrics_collector_image: String,
+    /// Image of the TensorFlowEvent collector sidecar.
+    #[arg(
+        long,
+        env = "KATIB_TFEVENT_COLLECTOR_IMAGE",
+        default_value = "ghcr.io/kubeflow/katib/tfevent-metrics-collector:v0.19.0"
+    )]
+    pub tfevent_collector_image: String,
 }
 
 /// State of the webhook handlers.
 pub struct Hooks {
-    client: kube::Client,
+    pub(crate) client: kube::Client,
     algorithms: Vec<String>,
     early_stopping: Vec<String>,
+    pub(crate) args: WebhookArgs,
+    pub(crate) db_manager: String,
 }
 
 /// Generates the certificate, starts the TLS server and registers the configurations.
@@ -73,6 +90,7 @@ pub async fn start(
     client: kube::Client,
     args: &WebhookArgs,
     namespace: &str,
+    db_manager: &str,
     algorithms: Vec<String>,
     early_stopping: Vec<String>,
 ) -> Result<Option<SocketAddr>, Error> {
@@ -116,6 +134,8 @@ pub async fn start(
         client: client.clone(),
         algorithms,
         early_stopping,
+        args: args.clone(),
+        db_manager: db_manager.to_string(),
     });
     tokio::spawn(serve(listener, tls, router(hooks)));
     register(&client, args, namespace, ca_pem.as_bytes()).await?;
@@ -198,6 +218,7 @@ fn router(hooks: Arc<Hooks>) -> Router {
     Router::new()
         .route("/validate-experiment", post(validate))
         .route("/mutate-experiment", post(mutate))
+        .route("/mutate-pod", post(crate::inject::mutate_pod))
         .with_state(hooks)
 }
 
@@ -239,18 +260,46 @@ async fn register(
         name: Some(args.webhook_config_name.clone()),
         ..Default::default()
     };
+    // Trial pods: only in namespaces with Katib's injection label (and the test selector).
+    let mut pod_labels: std::collections::BTreeMap<String, String> =
+        [(INJECTION_LABEL.to_string(), "enabled".to_string())].into();
+    if let Some(sel) = &selector {
+        pod_labels.extend(sel.match_labels.clone().unwrap_or_default());
+    }
     let mutating = MutatingWebhookConfiguration {
         metadata: meta.clone(),
-        webhooks: Some(vec![MutatingWebhook {
-            name: "defaulter.experiment.katib.kubeflow.org".into(),
-            admission_review_versions: vec!["v1".into()],
-            client_config: client_config("/mutate-experiment"),
-            failure_policy: Some("Fail".into()),
-            side_effects: "None".into(),
-            rules: rules.clone(),
-            namespace_selector: selector.clone(),
-            ..Default::default()
-        }]),
+        webhooks: Some(vec![
+            MutatingWebhook {
+                name: "defaulter.experiment.katib.kubeflow.org".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: client_config("/mutate-experiment"),
+                failure_policy: Some("Fail".into()),
+                side_effects: "None".into(),
+                rules: rules.clone(),
+                namespace_selector: selector.clone(),
+                ..Default::default()
+            },
+            MutatingWebhook {
+                name: "mutator.pod.katib.kubeflow.org".into(),
+                admission_review_versions: vec!["v1".into()],
+                client_config: client_config("/mutate-pod"),
+                // A controller outage must not block every pod of a labelled namespace.
+                failure_policy: Some("Ignore".into()),
+                side_effects: "None".into(),
+                rules: Some(vec![RuleWithOperations {
+                    api_groups: Some(vec!["".into()]),
+                    api_versions: Some(vec!["v1".into()]),
+                    operations: Some(vec!["CREATE".into()]),
+                    resources: Some(vec!["pods".into()]),
+                    scope: Some("Namespaced".into()),
+                }]),
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]),
     };
     let validating = ValidatingWebhookConfiguration {
         metadata: meta,
@@ -286,7 +335,7 @@ async fn register(
 }
 
 /// A JSON response (axum's `Json` needs a feature that would rebuild tonic's axum).
-struct Json(Value);
+pub(crate) struct Json(pub(crate) Value);
 
 impl IntoResponse for Json {
     fn into_response(self) -> Response {
@@ -294,7 +343,7 @@ impl IntoResponse for Json {
     }
 }
 
-fn review_request(body: &Bytes) -> Result<AdmissionRequest<DynamicObject>, Json> {
+pub(crate) fn review_request(body: &Bytes) -> Result<AdmissionRequest<DynamicObject>, Json> {
     let invalid = |e: String| {
         warn!(error = %e, "malformed AdmissionReview");
         Json(json!(AdmissionResponse::invalid(e).into_review()))
