@@ -471,6 +471,21 @@ fn update_problems(old: &Experiment, new: &Experiment) -> Vec<String> {
         return Vec::new();
     }
     let mut out = Vec::new();
+    let done = old.status.as_ref().is_some_and(|s| {
+        katib_api::conditions::is_true(&s.conditions, katib_api::conditions::experiment::SUCCEEDED)
+            || katib_api::conditions::is_true(&s.conditions, katib_api::conditions::experiment::FAILED)
+    });
+    if done {
+        // Katib restarts a MaxTrialsReached Experiment with resumePolicy LongRunning or
+        // FromVolume; katib-rs's Kubernetes runtime does not restart Experiments yet, so an
+        // edit would be silently ignored: refuse it instead.
+        return vec![
+            "spec.resumePolicy: the Experiment has completed; katib-rs does not restart completed \
+             Experiments on Kubernetes yet (Katib allows it for LongRunning/FromVolume after \
+             ExperimentMaxTrialsReached): create a new Experiment"
+                .into(),
+        ];
+    }
     let trials = old.status.as_ref().map(|s| s.trials).unwrap_or(0);
     if let Some(max) = new.spec.max_trial_count
         && max <= trials
@@ -540,5 +555,16 @@ mod tests {
         new.spec.max_trial_count = Some(8);
         new.spec.resume_policy = Some("LongRunning".into());
         assert!(update_problems(&old, &new)[0].contains("only spec.parallelTrialCount"));
+        new.spec.resume_policy = None;
+        old.status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .push(katib_api::crd::Condition {
+                type_: "Succeeded".into(),
+                status: "True".into(),
+                ..Default::default()
+            });
+        assert!(update_problems(&old, &new)[0].contains("has completed"));
     }
 }
