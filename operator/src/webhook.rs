@@ -1,11 +1,12 @@
-//! Admission webhooks for Experiments: defaulting (`/mutate-experiment`) and validation
-//! (`/validate-experiment`), served over TLS with a certificate the controller generates
-//! at start-up (as Katib's cert generator does), and registered by the controller in a
-//! Mutating- and ValidatingWebhookConfiguration carrying that CA.
+//! Admission webhooks: Experiment defaulting (`/mutate-experiment`) and validation
+//! (`/validate-experiment`), trial-pod injection (`/mutate-pod`), served over TLS with a
+//! certificate the controller generates at start-up (as Katib's cert generator does), and
+//! registered by the controller in a Mutating- and ValidatingWebhookConfiguration carrying
+//! that CA.
 //!
 //! Rules are katib-api's ([`katib_api::defaults`], [`katib_api::validate`]); on UPDATE only
-//! the budget fields may change (Katib). The pod-mutating webhook that injects the
-//! metrics-collector sidecar is not implemented yet (docs/kubernetes.md).
+//! the budget fields may change (Katib). The pod-mutating webhook (`/mutate-pod`) that
+//! injects the metrics-collector sidecar is in [`crate::inject`] and served here too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,8 +42,9 @@ pub const INJECTION_LABEL: &str = "katib.kubeflow.org/metrics-collector-injectio
 /// Webhook flags (part of [`crate::Args`]).
 #[derive(Clone, Debug, clap::Args)]
 pub struct WebhookArgs {
-    /// Serve the Experiment admission webhooks (TLS) on this address, e.g. 0.0.0.0:8443
-    /// (Katib's port). Off when unset.
+    /// Serve the admission webhooks (Experiment defaulting and validation, trial-pod
+    /// sidecar injection) over TLS on this address, e.g. 0.0.0.0:8443 (Katib's port). Off
+    /// when unset.
     #[arg(long, env = "KATIB_WEBHOOK_ADDR")]
     pub webhook_addr: Option<SocketAddr>,
     /// Base URL the API server calls (`url:` client config), e.g. https://127.0.0.1:8443;
