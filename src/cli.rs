@@ -35,6 +35,11 @@ pub enum Command {
     DbManager(katib_db_manager::Args),
     /// Serve Katib's Suggestion gRPC API with every built-in algorithm.
     Suggestion(katib_suggestion::Args),
+    /// Run the Kubernetes controller: Experiments, Trials and Suggestions in the cluster
+    /// of the current kubeconfig (or the in-cluster service account).
+    Controller(Box<katib_operator::Args>),
+    /// Print the Experiment, Trial and Suggestion CRDs as YAML (`katib crds | kubectl apply -f -`).
+    Crds,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +77,17 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => validate(args),
             Command::DbManager(args) => service_exit(katib_db_manager::run(args, shutdown_signal()).await),
             Command::Suggestion(args) => service_exit(katib_suggestion::run(args, shutdown_signal()).await),
+            Command::Controller(args) => service_exit(katib_operator::run(*args, shutdown_signal()).await),
+            Command::Crds => match katib_operator::crds::yaml() {
+                Ok(y) => {
+                    print!("{y}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot render the CRDs: {e}");
+                    ExitCode::FAILURE
+                }
+            },
         }
     })
 }

@@ -8,3 +8,4 @@ mod db;
 mod early_stopping;
 mod grpc_compat;
 mod harness;
+mod kube;

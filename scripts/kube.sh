@@ -1,0 +1,512 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane for tests: kube-apiserver, kube-controller-manager and
+# etcd, built from Go modules (the module proxy) and run on 127.0.0.1 with every file
+# under one directory. No kubelet, no scheduler, no Docker: pods are stored and stay
+# Pending; tests play the part of the job operators (they set Job/TFJob status).
+#
+#   scripts/kube.sh install         build (once; cached by version) kube-apiserver,
+#                                   kube-controller-manager, kubectl and etcd into
+#                                   $KATIB_KUBE_CACHE/<k8s-version>/bin
+#   scripts/kube.sh start DIR       certificates, etcd, kube-apiserver, kube-controller-manager
+#                                   under DIR; waits for /readyz and the `default`
+#                                   ServiceAccount, then prints `export` lines (eval them):
+#                                     KUBECONFIG, KATIB_TEST_KUBECONFIG  DIR/kubeconfig (admin)
+#                                     KATIB_KUBE_BIN  the directory of the binaries
+#                                     KATIB_KUBECTL   the kubectl built with the server
+#   scripts/kube.sh stop DIR        stop what `start DIR` started
+#   scripts/kube.sh versions        the versions in use (and of the built binaries)
+#   scripts/kube.sh selftest DIR    check, on a started DIR, what the kube tests rely on
+#                                   (CRDs, Pending pods, status subresources, garbage
+#                                   collection, namespace deletion); leaves nothing behind
+#   scripts/kube.sh bin             print the binary directory (after install)
+#
+# Settings (environment): KATIB_KUBE_VERSION (default v1.37.2), KATIB_KUBE_CACHE (default
+# ~/.cache/katib-rs/kube; Go's module and build caches live there too), ports
+# KATIB_KUBE_APISERVER_PORT (16443), KATIB_KUBE_ETCD_PORT (12379; peer port +1),
+# KATIB_KUBE_KCM_PORT (20257): when unset and the default is taken, any free port.
+# KATIB_KUBE_CONTROLLERS overrides the kube-controller-manager --controllers list.
+# Logs: DIR/etcd.log, DIR/kube-apiserver.log, DIR/kube-controller-manager.log.
+# See docs/kubernetes-harness.md.
+set -euo pipefail
+
+K8S_VERSION=${KATIB_KUBE_VERSION:-v1.37.2}
+CACHE=${KATIB_KUBE_CACHE:-$HOME/.cache/katib-rs/kube}
+VDIR="$CACHE/$K8S_VERSION"
+BIN="$VDIR/bin"
+BINARIES=(kube-apiserver kube-controller-manager kubectl etcd)
+
+log() { printf '%s\n' "kube.sh: $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+wait_for() { # SECONDS DESCRIPTION COMMAND...
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+  log "$what"
+}
+
+go_bin() {
+  if command -v go >/dev/null 2>&1; then
+    command -v go
+  elif [[ -x /usr/local/go/bin/go ]]; then
+    echo /usr/local/go/bin/go
+  else
+    die "no Go toolchain (go on PATH or /usr/local/go/bin/go)"
+  fi
+}
+
+# Go environment for every go command here: caches under $CACHE so CI runs stay warm,
+# the local toolchain only (no toolchain downloads), static binaries.
+go_env() {
+  export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local CGO_ENABLED=0
+  export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
+}
+
+installed() {
+  local b
+  for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
+}
+
+# ---------------------------------------------------------------- install
+
+# k8s.io/kubernetes cannot be built with `go install …@version`: its go.mod replaces the
+# k8s.io/* staging modules with ./staging paths, which a dependency's go.mod may not do.
+# So a small wrapper module requires k8s.io/kubernetes and pins each staging module to
+# its published twin (k8s.io/api v0.37.2 for v1.37.2) with `replace`, and builds the
+# commands from there. etcd: a three-line main around go.etcd.io/etcd/server/v3/etcdmain,
+# at the version k8s.io/kubernetes itself requires (the etcd it is tested with).
+install() {
+  if installed; then
+    log "Kubernetes $K8S_VERSION already built in $BIN"
+    return
+  fi
+  local go
+  go=$(go_bin)
+  go_env
+  local minor patch staging_version
+  IFS=. read -r _ minor patch <<<"${K8S_VERSION#v}"
+  staging_version="v0.$minor.$patch"
+  local src="$VDIR/src"
+  mkdir -p "$src/etcd"
+  rm -f "$src/go.mod" "$src/go.sum"
+  local started=$SECONDS
+  log "fetching k8s.io/kubernetes@$K8S_VERSION's go.mod"
+  local kmod
+  kmod=$(cd "$src" && "$go" mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  [[ -f "$kmod" ]] || die "could not download k8s.io/kubernetes@$K8S_VERSION"
+  local go_directive etcd_version staging
+  go_directive=$(awk '$1 == "go" { print $2; exit }' "$kmod")
+  etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2; exit }' "$kmod")
+  staging=$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// { print $1 }' "$kmod")
+  [[ -n "$etcd_version" && -n "$staging" ]] || die "unexpected go.mod: $kmod"
+  {
+    echo "// Generated by scripts/kube.sh install: builds Kubernetes $K8S_VERSION from the module proxy."
+    echo "module katib-rs.invalid/kube-build"
+    echo
+    echo "go $go_directive"
+    echo
+    echo "require ("
+    echo "	k8s.io/kubernetes $K8S_VERSION"
+    echo "	go.etcd.io/etcd/server/v3 $etcd_version"
+    echo ")"
+    echo
+    echo "replace ("
+    local m
+    for m in $staging; do echo "	$m => $m $staging_version"; done
+    echo ")"
+  } >"$src/go.mod"
+  cat >"$src/etcd/main.go" <<'GO'
+// etcd, as go.etcd.io/etcd/v3's own main.go runs it.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  # The version variables that Kubernetes' own build (hack/lib/version.sh) stamps.
+  local ldflags="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean"
+  done
+  log "building Kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl)" \
+    "and etcd $etcd_version with $("$go" env GOVERSION); a cold build takes a while"
+  rm -rf "$VDIR/bin.tmp"
+  mkdir -p "$VDIR/bin.tmp"
+  (cd "$src" && "$go" build -ldflags="$ldflags" -o "$VDIR/bin.tmp/" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kubectl \
+    ./etcd) || die "go build failed (in $src)"
+  rm -rf "$BIN"
+  mv "$VDIR/bin.tmp" "$BIN"
+  echo "$etcd_version" >"$VDIR/etcd-version"
+  local took=$((SECONDS - started))
+  echo "$took" >"$VDIR/build-seconds"
+  log "built Kubernetes $K8S_VERSION and etcd $etcd_version into $BIN in ${took}s"
+}
+
+# ---------------------------------------------------------------- start / stop
+
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# PICK_PORT DEFAULT [EXPLICIT]: the explicit port, else the default when nobody listens
+# there (nor on DEFAULT+1 when NEED_PAIR=1), else a free one.
+pick_port() {
+  if [[ -n "${2:-}" ]]; then
+    echo "$2"
+  elif ! port_taken "$1" && { [[ "${NEED_PAIR:-}" != 1 ]] || ! port_taken $(($1 + 1)); }; then
+    echo "$1"
+  else
+    local p
+    while :; do
+      p=$(free_port)
+      if [[ "${NEED_PAIR:-}" != 1 ]] || ! port_taken $((p + 1)); then
+        echo "$p"
+        return
+      fi
+    done
+  fi
+}
+
+# Certificates (RSA 2048, X.509 v3 with SANs and key usages, as rustls/webpki require):
+# a CA; the API server's serving cert for 127.0.0.1/localhost/kubernetes.default.svc;
+# admin (O=system:masters) and kube-controller-manager client certs; the
+# service-account signing key pair.
+make_certs() { # PKI_DIR
+  local pki=$1
+  [[ -f "$pki/admin.crt" ]] && return
+  mkdir -p "$pki"
+  cat >"$pki/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = katib-test
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+  openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 \
+    -config "$pki/openssl.cnf" -extensions ca -subj "/CN=katib-test-ca" \
+    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  local spec name subj ext
+  for spec in "apiserver|/CN=kube-apiserver|server" \
+    "admin|/O=system:masters/CN=katib-test-admin|client" \
+    "kube-controller-manager|/CN=system:kube-controller-manager|client"; do
+    IFS='|' read -r name subj ext <<<"$spec"
+    openssl req -new -newkey rsa:2048 -nodes -config "$pki/openssl.cnf" -subj "$subj" \
+      -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
+    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+      -CAcreateserial -sha256 -days 3650 -extfile "$pki/openssl.cnf" -extensions "$ext" \
+      -out "$pki/$name.crt" 2>/dev/null
+    rm -f "$pki/$name.csr"
+  done
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  chmod 600 "$pki"/*.key
+}
+
+b64() { base64 -w0 <"$1"; }
+
+write_kubeconfig() { # FILE SERVER PKI USER
+  local file=$1 server=$2 pki=$3 user=$4
+  cat >"$file" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: katib-test
+  cluster:
+    server: $server
+    certificate-authority-data: $(b64 "$pki/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(b64 "$pki/$user.crt")
+    client-key-data: $(b64 "$pki/$user.key")
+contexts:
+- name: katib-test
+  context:
+    cluster: katib-test
+    user: $user
+    namespace: default
+current-context: katib-test
+YAML
+  chmod 600 "$file"
+}
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# WAIT_PROC PIDFILE SECONDS DESCRIPTION COMMAND...: wait_for, failing at once when the
+# process has exited.
+wait_proc() {
+  local pidfile=$1 seconds=$2 what=$3
+  shift 3
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    pid_alive "$pidfile" || { log "$(basename "$pidfile" .pid) exited"; return 1; }
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+  log "$what"
+}
+
+# SPAWN DIR NAME ARGS...: run in its own session (it outlives this script and ignores the
+# caller's Ctrl-C), log to DIR/NAME.log, pid in DIR/NAME.pid.
+spawn() {
+  local dir=$1 name=$2
+  shift 2
+  if pid_alive "$dir/$name.pid"; then
+    log "$name in $dir already running"
+    return
+  fi
+  setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
+  echo $! >"$dir/$name.pid"
+}
+
+apiserver_ready() { # DIR PORT
+  [[ $(curl -sS --max-time 5 --cacert "$1/pki/ca.crt" --cert "$1/pki/admin.crt" \
+    --key "$1/pki/admin.key" "https://127.0.0.1:$2/readyz" 2>/dev/null) == ok ]]
+}
+
+kcm_healthy() { # PORT
+  [[ $(curl -sSk --max-time 5 "https://127.0.0.1:$1/healthz" 2>/dev/null) == ok ]]
+}
+
+default_sa_exists() { # DIR
+  "$BIN/kubectl" --kubeconfig "$1/kubeconfig" -n default get serviceaccount default
+}
+
+# Controllers of kube-controller-manager that tests need. Not the job, deployment,
+# replicaset, ... controllers: with no kubelet their pods never run, and the job controller
+# would overwrite the status that tests set on batch Jobs.
+DEFAULT_CONTROLLERS=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller
+
+start() { # DIR
+  local dir=$1
+  installed || die "Kubernetes $K8S_VERSION is not built: run scripts/kube.sh install"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  # A directory used before keeps its ports (and its etcd data).
+  local etcd_port api_port kcm_port
+  etcd_port=$(NEED_PAIR=1 pick_port 12379 "${KATIB_KUBE_ETCD_PORT:-$(cat "$dir/etcd.port" 2>/dev/null || true)}")
+  echo "$etcd_port" >"$dir/etcd.port"
+  api_port=$(pick_port 16443 "${KATIB_KUBE_APISERVER_PORT:-$(cat "$dir/kube-apiserver.port" 2>/dev/null || true)}")
+  echo "$api_port" >"$dir/kube-apiserver.port"
+  kcm_port=$(pick_port 20257 "${KATIB_KUBE_KCM_PORT:-$(cat "$dir/kube-controller-manager.port" 2>/dev/null || true)}")
+  echo "$kcm_port" >"$dir/kube-controller-manager.port"
+  local pki="$dir/pki" server="https://127.0.0.1:$api_port"
+  make_certs "$pki"
+  write_kubeconfig "$dir/kubeconfig" "$server" "$pki" admin
+  write_kubeconfig "$dir/kube-controller-manager.kubeconfig" "$server" "$pki" kube-controller-manager
+
+  # etcd: one member; no fsync (throwaway data: faster tests on a slow disk).
+  local etcd_url="http://127.0.0.1:$etcd_port" peer_url="http://127.0.0.1:$((etcd_port + 1))"
+  spawn "$dir" etcd "$BIN/etcd" --name katib-test --data-dir "$dir/etcd-data" \
+    --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+    --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
+    --initial-cluster "katib-test=$peer_url" --initial-cluster-state new \
+    --unsafe-no-fsync --log-level warn
+  wait_proc "$dir/etcd.pid" 60 "etcd on $etcd_url is up" curl -sSf --max-time 2 "$etcd_url/health" ||
+    die "etcd did not start; see $dir/etcd.log"
+
+  # kube-apiserver: --endpoint-reconciler-type=none because the other reconcilers refuse a
+  # loopback advertise address (the `kubernetes` Service then has no endpoints: no pod
+  # would use them). Default admission plugins (NamespaceLifecycle, ServiceAccount, ...,
+  # MutatingAdmissionWebhook, ValidatingAdmissionWebhook, ...), RBAC + Node authorization.
+  spawn "$dir" kube-apiserver "$BIN/kube-apiserver" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --etcd-servers="$etcd_url" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --api-audiences=https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none \
+    --authorization-mode=Node,RBAC --allow-privileged=true \
+    --profiling=false --v=1
+  wait_proc "$dir/kube-apiserver.pid" 120 "kube-apiserver on $server is up" apiserver_ready "$dir" "$api_port" ||
+    die "kube-apiserver did not become ready; see $dir/kube-apiserver.log"
+
+  # kube-controller-manager: only the controllers tests need (see DEFAULT_CONTROLLERS).
+  spawn "$dir" kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$dir/kube-controller-manager.kubeconfig" \
+    --authentication-kubeconfig="$dir/kube-controller-manager.kubeconfig" \
+    --authorization-kubeconfig="$dir/kube-controller-manager.kubeconfig" \
+    --bind-address=127.0.0.1 --secure-port="$kcm_port" \
+    --leader-elect=false --use-service-account-credentials=true \
+    --controllers="${KATIB_KUBE_CONTROLLERS:-$DEFAULT_CONTROLLERS}" \
+    --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
+    --cluster-name=katib-test --profiling=false --v=1
+  wait_proc "$dir/kube-controller-manager.pid" 120 "kube-controller-manager on 127.0.0.1:$kcm_port is up" kcm_healthy "$kcm_port" ||
+    die "kube-controller-manager did not start; see $dir/kube-controller-manager.log"
+  # Pods need their namespace's `default` ServiceAccount (ServiceAccount admission).
+  wait_for 120 "ServiceAccount default/default exists" default_sa_exists "$dir" ||
+    die "no default ServiceAccount; see $dir/kube-controller-manager.log"
+
+  echo "export KUBECONFIG=$dir/kubeconfig"
+  echo "export KATIB_TEST_KUBECONFIG=$dir/kubeconfig"
+  echo "export KATIB_KUBE_BIN=$BIN"
+  echo "export KATIB_KUBECTL=$BIN/kubectl"
+}
+
+stop_one() { # DIR NAME
+  local pidfile="$1/$2.pid" pid
+  [[ -f "$pidfile" ]] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 30))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+    log "$2 in $1 stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+stop() { # DIR
+  local dir=$1
+  [[ -d "$dir" ]] || return 0
+  stop_one "$dir" kube-controller-manager
+  stop_one "$dir" kube-apiserver
+  stop_one "$dir" etcd
+}
+
+# What the kube e2e tests rely on, checked against a started harness: CRDs, a namespace
+# and its `default` ServiceAccount, a batch Job, a Pod that stays Pending, a TFJob with
+# its status set through the status subresource, a batch Job marked Complete the way the
+# job controller does it, and the garbage collector deleting dependents of deleted owners.
+selftest() { # DIR
+  local dir=$1 repo
+  repo=$(cd "$(dirname "$0")/.." && pwd)
+  local k=("$BIN/kubectl" --kubeconfig "$dir/kubeconfig")
+  local ns=katib-selftest
+  "${k[@]}" apply -f "$repo/tests/kube/crds/" >&2
+  "${k[@]}" wait --for condition=established --timeout=60s \
+    crd/tfjobs.kubeflow.org crd/pytorchjobs.kubeflow.org >&2
+  "${k[@]}" apply -f "$repo/tests/kube/smoke/namespace.yaml" >&2
+  wait_for 60 "ServiceAccount $ns/default exists" "${k[@]}" -n "$ns" get serviceaccount default ||
+    die "no default ServiceAccount in $ns"
+  "${k[@]}" apply -f "$repo/tests/kube/smoke/objects.yaml" >&2
+  "${k[@]}" -n "$ns" get jobs,pods,tfjobs >&2
+
+  local phase
+  phase=$("${k[@]}" -n "$ns" get pod selftest-pod -o 'jsonpath={.status.phase}')
+  [[ $phase == Pending ]] || die "pod phase is '$phase', expected Pending"
+  log "pod stored, Pending (no kubelet)"
+
+  # The training operator's part: TFJob conditions, through the status subresource.
+  local now
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  "${k[@]}" -n "$ns" patch tfjob selftest-tfjob --subresource=status --type=merge -p \
+    "{\"status\":{\"startTime\":\"$now\",\"completionTime\":\"$now\",\"conditions\":[{\"type\":\"Created\",\"status\":\"True\",\"reason\":\"TFJobCreated\",\"lastTransitionTime\":\"$now\"},{\"type\":\"Running\",\"status\":\"False\",\"reason\":\"TFJobRunning\",\"lastTransitionTime\":\"$now\"},{\"type\":\"Succeeded\",\"status\":\"True\",\"reason\":\"TFJobSucceeded\",\"message\":\"TFJob selftest-tfjob successfully completed.\",\"lastTransitionTime\":\"$now\"}]}}" >&2
+  local state
+  state=$("${k[@]}" -n "$ns" get tfjob selftest-tfjob -o 'jsonpath={.status.conditions[-1:].type}')
+  [[ $state == Succeeded ]] || die "TFJob state is '$state', expected Succeeded"
+  log "TFJob status set through the status subresource"
+
+  # The job controller's part for a batch Job: Kubernetes >= 1.31 validates finished Job
+  # status (SuccessCriteriaMet before Complete, startTime, completionTime).
+  "${k[@]}" -n "$ns" patch job selftest-job --subresource=status --type=merge -p \
+    "{\"status\":{\"startTime\":\"$now\",\"completionTime\":\"$now\",\"succeeded\":1,\"conditions\":[{\"type\":\"SuccessCriteriaMet\",\"status\":\"True\",\"reason\":\"CompletionsReached\",\"lastTransitionTime\":\"$now\"},{\"type\":\"Complete\",\"status\":\"True\",\"reason\":\"CompletionsReached\",\"lastTransitionTime\":\"$now\"}]}}" >&2
+  state=$("${k[@]}" -n "$ns" get job selftest-job -o 'jsonpath={.status.conditions[?(@.type=="Complete")].status}')
+  [[ $state == True ]] || die "Job Complete condition is '$state', expected True"
+  log "batch Job status set to Complete"
+
+  # Garbage collection: a ConfigMap owned by the TFJob, a Pod owned by the Job.
+  local uid
+  uid=$("${k[@]}" -n "$ns" get tfjob selftest-tfjob -o 'jsonpath={.metadata.uid}')
+  "${k[@]}" -n "$ns" apply -f - >&2 <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: selftest-owned
+  ownerReferences:
+    - apiVersion: kubeflow.org/v1
+      kind: TFJob
+      name: selftest-tfjob
+      uid: $uid
+      controller: true
+      blockOwnerDeletion: true
+data:
+  owner: selftest-tfjob
+YAML
+  uid=$("${k[@]}" -n "$ns" get job selftest-job -o 'jsonpath={.metadata.uid}')
+  "${k[@]}" -n "$ns" patch pod selftest-pod --type=merge -p \
+    "{\"metadata\":{\"ownerReferences\":[{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"name\":\"selftest-job\",\"uid\":\"$uid\"}]}}" >&2
+  "${k[@]}" -n "$ns" delete tfjob selftest-tfjob >&2
+  wait_for 60 "garbage collector deleted ConfigMap selftest-owned (owner TFJob deleted)" \
+    bash -c '! "$@" get configmap selftest-owned' _ "${k[@]}" -n "$ns" ||
+    die "the garbage collector did not delete ConfigMap selftest-owned"
+  "${k[@]}" -n "$ns" delete job selftest-job >&2
+  wait_for 60 "garbage collector deleted Pod selftest-pod (owner Job deleted)" \
+    bash -c '! "$@" get pod selftest-pod' _ "${k[@]}" -n "$ns" ||
+    die "the garbage collector did not delete Pod selftest-pod"
+
+  # Namespace deletion (namespace controller), then the CRDs.
+  "${k[@]}" delete namespace "$ns" --wait=true --timeout=120s >&2
+  "${k[@]}" delete -f "$repo/tests/kube/crds/" --wait=true --timeout=60s >&2
+  log "selftest passed"
+}
+
+versions() {
+  echo "kubernetes $K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl; k8s.io/kubernetes from the Go module proxy)"
+  if installed; then
+    echo "etcd $(cat "$VDIR/etcd-version" 2>/dev/null || echo '?') (go.etcd.io/etcd/server/v3, the version k8s.io/kubernetes $K8S_VERSION requires)"
+    echo "binaries: $BIN"
+    "$BIN/kube-apiserver" --version
+    "$BIN/kube-controller-manager" --version
+    "$BIN/kubectl" version --client 2>/dev/null | head -n1
+    "$BIN/etcd" --version | head -n3
+    "$(go_bin)" version "$BIN/kube-apiserver" 2>/dev/null || true
+    [[ -f "$VDIR/build-seconds" ]] && echo "build took $(cat "$VDIR/build-seconds")s"
+  else
+    echo "(not built yet: scripts/kube.sh install)"
+  fi
+}
+
+usage() {
+  sed -n '2,27p' "$0" >&2
+  exit 2
+}
+
+cmd=${1:-}
+case "$cmd" in
+install) install ;;
+start) start "${2:?usage: kube.sh start DIR}" ;;
+stop) stop "${2:?usage: kube.sh stop DIR}" ;;
+versions) versions ;;
+selftest) selftest "${2:?usage: kube.sh selftest DIR}" ;;
+bin) echo "$BIN" ;;
+*) usage ;;
+esac
