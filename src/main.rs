@@ -2,8 +2,11 @@
 //! crate (or in `run.rs` for the in-process composition); this file only dispatches.
 
 mod cli;
+mod launch;
 mod progress;
+mod record;
 mod run;
+mod ui;
 
 fn main() -> std::process::ExitCode {
     cli::main()
