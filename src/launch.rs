@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use crate::run::{ExecOpts, Recording, execute};
 
 type Key = (String, String);
+/// Per running experiment: the stop switch, and a flag set when its run has ended.
+type Running = Arc<Mutex<HashMap<Key, (watch::Sender<bool>, watch::Receiver<bool>)>>>;
 
 /// Runs experiments submitted to the UI.
 pub struct LocalLauncher {
@@ -20,8 +22,7 @@ pub struct LocalLauncher {
     observations: Arc<dyn ObservationStore>,
     experiments: Arc<dyn ExperimentStore>,
     hub: Hub,
-    /// Per running experiment: the stop switch, and a flag set when its run has ended.
-    running: Arc<Mutex<HashMap<Key, (watch::Sender<bool>, watch::Receiver<bool>)>>>,
+    running: Running,
 }
 
 impl LocalLauncher {

@@ -281,12 +281,26 @@ async fn experiment_detail(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// The fields of a stored trial row the aggregates need (the row itself is passed
+/// through as stored, never re-serialised).
+#[derive(Deserialize)]
+struct RowLite<'a> {
+    #[serde(borrow)]
+    status: std::borrow::Cow<'a, str>,
+    objective: Option<f64>,
+    #[serde(borrow, default)]
+    params: BTreeMap<std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>>,
+}
+
 fn detail_body(record: katib_db_manager::ExperimentRecord, rows: Vec<(String, String)>) -> String {
-    let mut exp: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
+    let typed: Option<Experiment> = serde_json::from_str(&record.body).ok();
+    let mut exp: Value = typed
+        .as_ref()
+        .and_then(|e| serde_json::to_value(e).ok())
+        .unwrap_or(Value::Null);
     if let Some(st) = exp.get_mut("status").and_then(Value::as_object_mut) {
         st.retain(|k, _| !k.ends_with("TrialList"));
     }
-    let typed: Option<Experiment> = serde_json::from_str(&record.body).ok();
     let maximize = typed
         .as_ref()
         .and_then(|e| e.spec.objective.as_ref())
@@ -306,34 +320,59 @@ fn detail_body(record: katib_db_manager::ExperimentRecord, rows: Vec<(String, St
                 .collect()
         })
         .unwrap_or_default();
-    let trials: Vec<Value> = rows
-        .into_iter()
-        .filter_map(|(_, row)| serde_json::from_str(&row).ok())
+    let lite: Vec<Option<RowLite<'_>>> = rows
+        .iter()
+        .map(|(_, row)| serde_json::from_str(row).ok())
         .collect();
-    let objective: Vec<Option<f64>> = trials.iter().map(|t| t["objective"].as_f64()).collect();
+    let objective: Vec<Option<f64>> = lite
+        .iter()
+        .map(|r| r.as_ref().and_then(|r| r.objective))
+        .collect();
     let best = best_so_far(&objective, maximize);
-    let done: Vec<usize> = (0..trials.len())
-        .filter(|i| objective[*i].is_some() && trials[*i]["status"] != "Running")
+    let done: Vec<&RowLite<'_>> = lite
+        .iter()
+        .flatten()
+        .filter(|r| r.objective.is_some() && r.status != "Running")
         .collect();
     let names: Vec<String> = params.iter().map(|p| p.0.clone()).collect();
     let numeric: Vec<bool> = params.iter().map(|p| p.1).collect();
     let columns: Vec<Vec<Option<&str>>> = names
         .iter()
-        .map(|n| done.iter().map(|i| trials[*i]["params"][n].as_str()).collect())
+        .map(|n| {
+            done.iter()
+                .map(|r| r.params.get(n.as_str()).map(|v| v.as_ref()))
+                .collect()
+        })
         .collect();
-    let y: Vec<f64> = done.iter().filter_map(|i| objective[*i]).collect();
+    let y: Vec<f64> = done.iter().filter_map(|r| r.objective).collect();
     let imp = importance(&names, &numeric, &columns, &y);
-    json!({
+    let head = json!({
         "experiment": exp,
         "status": record.status,
         "created": record.created,
         "updated": record.updated,
         "summary": serde_json::from_str::<Value>(&record.summary).unwrap_or(Value::Null),
-        "trials": trials,
         "bestSoFar": best,
         "importance": imp,
     })
-    .to_string()
+    .to_string();
+    // `{...head fields..., "trials": [stored rows]}` without re-serialising the rows.
+    let mut out = String::with_capacity(head.len() + rows.iter().map(|r| r.1.len() + 1).sum::<usize>() + 16);
+    out.push_str(&head[..head.len() - 1]);
+    out.push_str(",\"trials\":[");
+    let mut first = true;
+    for ((_, row), parsed) in rows.iter().zip(&lite) {
+        if parsed.is_none() {
+            continue;
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(row);
+    }
+    out.push_str("]}");
+    out
 }
 
 /// Objective curves (value by report order) of the latest [`MAX_CURVES`] trials, at most
@@ -484,7 +523,425 @@ async fn events(State(s): State<AppState>) -> Sse<impl futures::Stream<Item = Re
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use http_body_util::BodyExt as _;
+    use katib_api::crd::{Condition, Metric, Observation, OptimalTrial, Trial, TrialStatus};
+    use katib_db_manager::{ExperimentStore, MetricRow, ObservationStore, SqliteStore};
+    use tower::ServiceExt as _;
+
     use super::*;
+    use crate::record::Recorder;
+    use crate::{Hub, Launcher};
+
+    const EXAMPLE: &str = include_str!("../../examples/random.yaml");
+
+    #[derive(Default)]
+    struct FakeLauncher(Mutex<Vec<String>>);
+
+    impl Launcher for FakeLauncher {
+        fn launch(&self, exp: Experiment) -> Result<(), LaunchError> {
+            self.0.lock().unwrap().push(exp.metadata.name.unwrap_or_default());
+            Ok(())
+        }
+        fn stop<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+            Box::pin(async { false })
+        }
+    }
+
+    async fn state(launcher: Option<Arc<dyn Launcher>>) -> (AppState, Arc<SqliteStore>) {
+        let store = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
+        let state = AppState {
+            experiments: store.clone(),
+            observations: store.clone(),
+            hub: Hub::default(),
+            launcher,
+            state_dir: PathBuf::from("."),
+        };
+        (state, store)
+    }
+
+    fn cond(t: &str) -> Condition {
+        Condition {
+            type_: t.into(),
+            status: "True".into(),
+            ..Default::default()
+        }
+    }
+
+    fn trial(exp: &Experiment, name: &str, lr: &str, opt: &str, acc: Option<&str>) -> Trial {
+        let mut spec = katib_api::crd::TrialSpec {
+            objective: exp.spec.objective.clone(),
+            ..Default::default()
+        };
+        spec.parameter_assignments = vec![
+            katib_api::crd::NameValue {
+                name: "lr".into(),
+                value: lr.into(),
+            },
+            katib_api::crd::NameValue {
+                name: "momentum".into(),
+                value: "0.9".into(),
+            },
+            katib_api::crd::NameValue {
+                name: "optimizer".into(),
+                value: opt.into(),
+            },
+        ];
+        Trial {
+            api_version: "kubeflow.org/v1beta1".into(),
+            kind: "Trial".into(),
+            metadata: katib_api::crd::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec,
+            status: Some(TrialStatus {
+                conditions: vec![
+                    cond("Created"),
+                    cond(if acc.is_some() { "Succeeded" } else { "Running" }),
+                ],
+                observation: acc.map(|a| Observation {
+                    metrics: vec![Metric {
+                        name: "accuracy".into(),
+                        min: a.into(),
+                        max: a.into(),
+                        latest: a.into(),
+                    }],
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Records the example with three trials (two done) through the recorder, as a run does.
+    async fn seed(state: &AppState, store: &SqliteStore, run_dir: Option<String>) -> Experiment {
+        let mut exp = check_yaml(EXAMPLE).unwrap();
+        exp.status = Some(katib_api::crd::ExperimentStatus {
+            conditions: vec![cond("Created"), cond("Running")],
+            trials: 3,
+            trials_succeeded: 2,
+            trials_running: 1,
+            current_optimal_trial: Some(OptimalTrial {
+                best_trial_name: "t-b".into(),
+                parameter_assignments: vec![],
+                observation: Observation {
+                    metrics: vec![Metric {
+                        name: "accuracy".into(),
+                        min: "0.9".into(),
+                        max: "0.9".into(),
+                        latest: "0.9".into(),
+                    }],
+                },
+            }),
+            ..Default::default()
+        });
+        let mut rec = Recorder::new(state.experiments.clone(), state.hub.clone(), run_dir);
+        rec.experiment(&exp).await.unwrap();
+        let trials = [
+            trial(&exp, "t-a", "0.01", "sgd", Some("0.5")),
+            trial(&exp, "t-b", "0.1", "adam", Some("0.9")),
+            trial(&exp, "t-c", "0.2", "adam", None),
+        ];
+        rec.trials(&exp, &trials).await.unwrap();
+        let t0 = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+        for (i, v) in ["0.3", "0.6", "0.9"].iter().enumerate() {
+            let t = t0 + jiff::SignedDuration::from_secs(i as i64);
+            store
+                .report("t-b", &[MetricRow::new(t, "accuracy", *v)])
+                .await
+                .unwrap();
+        }
+        exp
+    }
+
+    async fn send(
+        app: &Router,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    }
+
+    #[tokio::test]
+    async fn list_detail_trial_and_intermediate() {
+        let (state, store) = state(None).await;
+        let app = app(state.clone());
+        let (code, body, _) = send(&app, Method::GET, "/api/experiments", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["experiments"], json!([]));
+
+        seed(&state, &store, None).await;
+        let (_, body, _) = send(&app, Method::GET, "/api/experiments?namespace=kubeflow", None).await;
+        let e = &body["experiments"][0];
+        assert_eq!(e["name"], "random-example");
+        assert_eq!(e["status"], "Running");
+        assert_eq!(e["summary"]["bestValue"], 0.9);
+        assert_eq!(e["summary"]["succeeded"], 2);
+        let (_, body, _) = send(&app, Method::GET, "/api/experiments?namespace=other", None).await;
+        assert_eq!(body["experiments"], json!([]));
+
+        let (code, d, _) = send(
+            &app,
+            Method::GET,
+            "/api/experiments/kubeflow/random-example",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        let names: Vec<&str> = d["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["t-a", "t-b", "t-c"]);
+        assert_eq!(d["trials"][1]["objective"], 0.9);
+        assert_eq!(d["trials"][1]["params"]["optimizer"], "adam");
+        assert_eq!(d["trials"][2]["status"], "Running");
+        assert_eq!(d["bestSoFar"], json!([0.5, 0.9, 0.9]));
+        assert_eq!(d["importance"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            d["experiment"]["spec"]["objective"]["objectiveMetricName"],
+            "accuracy"
+        );
+
+        let (code, t, _) = send(
+            &app,
+            Method::GET,
+            "/api/experiments/kubeflow/random-example/trials/t-b",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(t["trial"]["metadata"]["name"], "t-b");
+        assert_eq!(t["metrics"]["accuracy"].as_array().unwrap().len(), 3);
+
+        let (_, i, _) = send(
+            &app,
+            Method::GET,
+            "/api/experiments/kubeflow/random-example/intermediate",
+            None,
+        )
+        .await;
+        assert_eq!(i["metric"], "accuracy");
+        assert_eq!(i["curves"][0]["trial"], "t-b");
+        assert_eq!(i["curves"][0]["points"], json!([[1, 0.3], [2, 0.6], [3, 0.9]]));
+
+        let (code, body, _) = send(&app, Method::GET, "/api/experiments/kubeflow/nope", None).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(body["error"].as_str().unwrap().contains("kubeflow/nope"));
+        let (code, _, _) = send(
+            &app,
+            Method::GET,
+            "/api/experiments/kubeflow/random-example/trials/zzz",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn trial_log_is_read_from_the_run_dir_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t-b")).unwrap();
+        std::fs::write(dir.path().join("t-b/stdout.log"), "epoch 1: accuracy=0.3\n").unwrap();
+        let (state, store) = state(None).await;
+        seed(&state, &store, Some(dir.path().display().to_string())).await;
+        let app = app(state);
+        let (code, _, text) = send(
+            &app,
+            Method::GET,
+            "/api/experiments/kubeflow/random-example/trials/t-b/log",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(text.contains("accuracy=0.3"));
+        // A trial without a log file, and a name that is not a trial.
+        let (code, _, _) = send(
+            &app,
+            Method::GET,
+            "/api/experiments/kubeflow/random-example/trials/t-a/log",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        let (code, _, _) = send(
+            &app,
+            Method::GET,
+            "/api/experiments/kubeflow/random-example/trials/..%2F..%2Fetc/log",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn validate_and_create() {
+        let launcher = Arc::new(FakeLauncher::default());
+        let (state, store) = state(Some(launcher.clone())).await;
+        let app = app(state.clone());
+        let bad = EXAMPLE.replace("maxTrialCount: 12", "maxTrialCount: -1");
+        let (code, body, _) = send(&app, Method::POST, "/api/validate", Some(json!({ "yaml": bad }))).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        let problems = body["problems"].as_array().unwrap();
+        let line = EXAMPLE.lines().position(|l| l.contains("maxTrialCount")).unwrap() as u64 + 1;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p["field"] == "spec.maxTrialCount" && p["line"] == line),
+            "{problems:?}"
+        );
+        let (code, body, _) = send(
+            &app,
+            Method::POST,
+            "/api/validate",
+            Some(json!({ "yaml": "kind: [" })),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body["problems"][0]["line"].is_number());
+        let (code, body, _) = send(
+            &app,
+            Method::POST,
+            "/api/validate",
+            Some(json!({ "yaml": EXAMPLE })),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["name"], "random-example");
+        // A body that is not the expected JSON is a 4xx, not a panic.
+        let (code, _, _) = send(&app, Method::POST, "/api/validate", Some(json!({ "nope": 1 }))).await;
+        assert!(code.is_client_error());
+
+        let (code, body, _) = send(
+            &app,
+            Method::POST,
+            "/api/experiments",
+            Some(json!({ "yaml": EXAMPLE })),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+        assert_eq!(body, json!({ "namespace": "kubeflow", "name": "random-example" }));
+        assert_eq!(*launcher.0.lock().unwrap(), ["random-example"]);
+        // Once recorded, the same name is a conflict.
+        seed(&state, &store, None).await;
+        let (code, body, _) = send(
+            &app,
+            Method::POST,
+            "/api/experiments",
+            Some(json!({ "yaml": EXAMPLE })),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CONFLICT);
+        assert!(body["error"].as_str().unwrap().contains("already exists"));
+        let (code, _, _) = send(
+            &app,
+            Method::POST,
+            "/api/experiments",
+            Some(json!({ "yaml": bad })),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[tokio::test]
+    async fn create_without_a_runtime_is_refused() {
+        let (state, _) = state(None).await;
+        let (code, body, _) = send(
+            &app(state),
+            Method::POST,
+            "/api/experiments",
+            Some(json!({ "yaml": EXAMPLE })),
+        )
+        .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("cannot start"));
+    }
+
+    #[tokio::test]
+    async fn delete_removes_experiment_trials_and_observations() {
+        let (state, store) = state(None).await;
+        seed(&state, &store, None).await;
+        let mut events = state.hub.subscribe();
+        let app = app(state);
+        let (code, _, _) = send(
+            &app,
+            Method::DELETE,
+            "/api/experiments/kubeflow/random-example",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::NO_CONTENT);
+        assert!(matches!(events.recv().await.unwrap(), Change::Deleted { .. }));
+        assert!(store.get(&LogQuery::trial("t-b")).await.unwrap().is_empty());
+        assert!(
+            store
+                .trial_rows("kubeflow", "random-example")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let (code, _, _) = send(
+            &app,
+            Method::DELETE,
+            "/api/experiments/kubeflow/random-example",
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn events_stream_changes() {
+        let (state, store) = state(None).await;
+        let app = app(state.clone());
+        let res = app
+            .oneshot(Request::builder().uri("/api/events").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        seed(&state, &store, None).await;
+        let mut body = res.into_body();
+        let frame = body.frame().await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(frame.data_ref().unwrap()).into_owned();
+        assert!(text.starts_with("data: {\"type\":\"experiment\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn static_files_and_unknown_routes() {
+        let (state, _) = state(None).await;
+        let app = app(state);
+        let (code, _, text) = send(&app, Method::GET, "/e/some/page", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(text.contains("<html") || text.contains("<!doctype"), "{text}");
+        let (code, body, _) = send(&app, Method::GET, "/api/nothing/here", None).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(body["error"].as_str().unwrap().contains("/api/nothing/here"));
+        let (code, _, _) = send(&app, Method::GET, "/assets/missing.js", None).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+    }
 
     #[test]
     fn yaml_problems_have_lines_and_fields() {

@@ -22,7 +22,7 @@ mod api;
 mod assets;
 pub mod record;
 
-pub use api::app;
+pub use api::{Problem, app, check_yaml};
 
 /// `katib ui` flags (the binary adds the database and state-dir flags).
 #[derive(Debug, Clone, clap::Args)]

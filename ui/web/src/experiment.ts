@@ -559,15 +559,34 @@ function parallelView(panel: HTMLElement, st: State, rerender: () => void): void
   const xs = axesShown.map((_, i) => left + ((right - left) * i) / (axesShown.length - 1));
   const ys = axesShown.map((a) => scale(a.lo, a.hi, bottom, top, a.log));
   const obj = all[all.length - 1];
+  const byAxis = new Map(all.map((a) => [a.name, a]));
   const max = maximize(d);
   const active = (i: number) => {
     for (const [name, [a, b]] of st.brushes) {
-      const ax = all.find((x) => x.name === name);
-      if (!ax || st.hiddenAxes.has(name)) continue;
+      if (st.hiddenAxes.has(name)) continue;
+      const ax = byAxis.get(name);
+      if (!ax) continue;
       const v = ax.values[i];
       if (v === null || v < Math.min(a, b) || v > Math.max(a, b)) return false;
     }
     return true;
+  };
+
+  // All lines in grey, drawn once: while brushing only the active lines are redrawn on top.
+  let background: HTMLCanvasElement | null = null;
+  const backgroundCanvas = () => {
+    if (background) return background;
+    background = document.createElement("canvas");
+    background.width = cv.width;
+    background.height = cv.height;
+    const b = background.getContext("2d")!;
+    b.scale(cv.width / w, cv.height / H);
+    b.strokeStyle = "rgba(140,149,159,0.18)";
+    b.lineWidth = 1;
+    b.beginPath();
+    for (let i = 0; i < d.trials.length; i++) trace(b, i);
+    b.stroke();
+    return background;
   };
 
   function draw(): void {
@@ -575,31 +594,26 @@ function parallelView(panel: HTMLElement, st: State, rerender: () => void): void
     const n = d.trials.length;
     let shown = 0;
     const alpha = n > 3000 ? 0.12 : n > 500 ? 0.3 : 0.85;
-    ctx.lineWidth = n > 500 ? 1 : 1.6;
-    // Inactive lines first (grey, one path), then active ones bucketed by colour.
+    const brushing = [...st.brushes.keys()].some((k) => !st.hiddenAxes.has(k));
+    if (brushing) ctx.drawImage(backgroundCanvas(), 0, 0, w, H);
+    // Active lines bucketed by colour (one path per bucket).
     const buckets = new Map<number, number[]>();
-    ctx.strokeStyle = "rgba(140,149,159,0.15)";
-    ctx.beginPath();
     for (let i = 0; i < n; i++) {
-      const on = active(i);
-      if (on) {
-        shown++;
-        const v = obj.values[i];
-        const t = v === null ? -1 : Math.round(((v - obj.lo) / (obj.hi - obj.lo || 1)) * 15);
-        const key = v === null ? -1 : max ? t : 15 - t;
-        let l = buckets.get(key);
-        if (!l) buckets.set(key, (l = []));
-        l.push(i);
-        continue;
-      }
-      trace(i);
+      if (!active(i)) continue;
+      shown++;
+      const v = obj.values[i];
+      const t = v === null ? -1 : Math.round(((v - obj.lo) / (obj.hi - obj.lo || 1)) * 15);
+      const key = v === null ? -1 : max ? t : 15 - t;
+      let l = buckets.get(key);
+      if (!l) buckets.set(key, (l = []));
+      l.push(i);
     }
-    ctx.stroke();
+    ctx.lineWidth = n > 500 ? 1 : 1.6;
     for (const [key, list] of [...buckets].sort((a, b) => a[0] - b[0])) {
       ctx.strokeStyle = key < 0 ? "rgba(110,119,129,0.5)" : ramp(key / 15);
-      ctx.globalAlpha = alpha;
+      ctx.globalAlpha = brushing && shown < 1000 ? Math.max(alpha, 0.6) : alpha;
       ctx.beginPath();
-      for (const i of list) trace(i);
+      for (const i of list) trace(ctx, i);
       ctx.stroke();
     }
     ctx.globalAlpha = 1;
@@ -633,7 +647,7 @@ function parallelView(panel: HTMLElement, st: State, rerender: () => void): void
     cv.setAttribute("data-shown", String(shown));
   }
 
-  function trace(i: number): void {
+  function trace(c: CanvasRenderingContext2D, i: number): void {
     let started = false;
     for (let k = 0; k < axesShown.length; k++) {
       const v = axesShown[k].values[i];
@@ -642,8 +656,8 @@ function parallelView(panel: HTMLElement, st: State, rerender: () => void): void
         continue;
       }
       const y = ys[k](v);
-      if (started) ctx.lineTo(xs[k], y);
-      else ctx.moveTo(xs[k], y);
+      if (started) c.lineTo(xs[k], y);
+      else c.moveTo(xs[k], y);
       started = true;
     }
   }
@@ -655,6 +669,7 @@ function parallelView(panel: HTMLElement, st: State, rerender: () => void): void
     return a.lo + t * (a.hi - a.lo);
   };
   let drag: { k: number; y0: number } | null = null;
+  let queued = false;
   cv.addEventListener("pointerdown", (e) => {
     const r = cv.getBoundingClientRect();
     const mx = e.clientX - r.left, my = e.clientY - r.top;
@@ -671,7 +686,13 @@ function parallelView(panel: HTMLElement, st: State, rerender: () => void): void
     const my = Math.min(bottom, Math.max(top, e.clientY - r.top));
     if (Math.abs(my - drag.y0) < 3) return;
     st.brushes.set(axesShown[drag.k].name, [invert(drag.k, drag.y0), invert(drag.k, my)]);
-    requestAnimationFrame(draw);
+    if (!queued) {
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        draw();
+      });
+    }
   });
   cv.addEventListener("pointerup", (e) => {
     if (!drag) return;
