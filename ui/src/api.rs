@@ -268,6 +268,7 @@ async fn experiment_detail(
     State(s): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    let started = std::time::Instant::now();
     let (record, rows) = tokio::try_join!(
         s.experiments.get_experiment(&ns, &name),
         s.experiments.trial_rows(&ns, &name)
@@ -275,9 +276,12 @@ async fn experiment_detail(
     let Some(record) = record else {
         return Err(ApiError::NotFound(format!("no experiment {ns}/{name}")));
     };
+    let read = started.elapsed();
+    let trials = rows.len();
     let body = tokio::task::spawn_blocking(move || detail_body(record, rows))
         .await
         .map_err(|e| ApiError::Store(format!("aggregation failed: {e}")))?;
+    tracing::debug!(trials, ?read, total = ?started.elapsed(), bytes = body.len(), "experiment detail");
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

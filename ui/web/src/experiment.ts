@@ -91,14 +91,10 @@ export function experimentPage(root: HTMLElement, ns: string, name: string, q: U
         h(
           "dl",
           { class: "stats", id: "stats" },
-          h("dt", {}, "Trials"),
-          h("dd", { id: "trial-count" }, `${d!.trials.length}`),
-          h("dt", {}, "Done"),
-          h("dd", {}, `${done}/${s.maxTrialCount ?? "?"}`),
-          h("dt", {}, "Running"),
-          h("dd", {}, `${s.running}`),
-          h("dt", {}, `Best ${s.objectiveMetric ?? ""}`),
-          h("dd", { id: "best-value" }, fmt(s.bestValue)),
+          h("div", {}, h("dt", {}, "Trials"), h("dd", { id: "trial-count" }, `${d!.trials.length}`)),
+          h("div", {}, h("dt", {}, "Done"), h("dd", {}, `${done}/${s.maxTrialCount ?? "?"}`)),
+          h("div", {}, h("dt", {}, "Running"), h("dd", {}, `${s.running}`)),
+          h("div", {}, h("dt", {}, `Best ${s.objectiveMetric ?? ""}`), h("dd", { id: "best-value" }, fmt(s.bestValue))),
         ),
       );
     }
@@ -333,7 +329,7 @@ function trialsTable(panel: HTMLElement, st: State, compare: () => void): void {
   const gridCols = `28px ${cols.map((c) => (c.key === "name" ? "minmax(180px,2fr)" : "minmax(90px,1fr)")).join(" ")}`;
   const header = h("div", { class: "vrow vhead", role: "row", style: `grid-template-columns:${gridCols}` }, h("span", {}, ""));
   for (const c of cols) {
-    const b = h("button", { class: "sort", role: "columnheader", "aria-sort": st.sort.key === c.key ? (st.sort.dir === 1 ? "ascending" : "descending") : "none" }, c.label + (st.sort.key === c.key ? (st.sort.dir === 1 ? " ▲" : " ▼") : ""));
+    const b = h("button", { class: c.num ? "sort num" : "sort", role: "columnheader", "aria-sort": st.sort.key === c.key ? (st.sort.dir === 1 ? "ascending" : "descending") : "none" }, c.label + (st.sort.key === c.key ? (st.sort.dir === 1 ? " ▲" : " ▼") : ""));
     b.addEventListener("click", () => {
       st.sort = { key: c.key, dir: st.sort.key === c.key ? (-st.sort.dir as 1 | -1) : c.num ? -1 : 1 };
       redraw(true);
