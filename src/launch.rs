@@ -101,7 +101,8 @@ impl Launcher for LocalLauncher {
                         &e.to_string(),
                         &now,
                     );
-                    let mut rec = katib_ui::record::Recorder::new(recording.store, recording.hub, None);
+                    let mut rec =
+                        katib_ui::record::Recorder::new(recording.store, recording.hub, None).keep_existing();
                     let _ = rec.experiment(&failed).await;
                 }
             }

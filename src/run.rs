@@ -264,7 +264,7 @@ pub async fn execute(
 }
 
 /// Opens the database of `katib run`/`katib ui`: the observation store (unless an external
-/// db-manager is used) and the experiment store (SQLite; None with a warning elsewhere).
+/// db-manager is used) and the experiment store.
 pub async fn open_stores(
     db: Option<String>,
     state_dir: &std::path::Path,
@@ -285,21 +285,10 @@ pub async fn open_stores(
             .map_err(|e| chain(&e))?;
         return Ok((None, Some(stores.0)));
     }
-    match katib_db_manager::Backend::of_url(&url).map_err(|e| chain(&e))? {
-        katib_db_manager::Backend::Sqlite => {
-            let (exps, obs) = katib_db_manager::experiments::open_experiment_store(&url)
-                .await
-                .map_err(|e| chain(&e))?;
-            Ok((Some(obs), Some(exps)))
-        }
-        _ => {
-            let obs = katib_db_manager::open_store(&url).await.map_err(|e| chain(&e))?;
-            tracing::warn!(
-                "experiments are recorded for the web UI on SQLite only; this run is not recorded"
-            );
-            Ok((Some(obs), None))
-        }
-    }
+    let (exps, obs) = katib_db_manager::experiments::open_experiment_store(&url)
+        .await
+        .map_err(|e| chain(&e))?;
+    Ok((Some(obs), Some(exps)))
 }
 
 pub async fn run(args: RunArgs) -> ExitCode {

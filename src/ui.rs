@@ -14,7 +14,7 @@ pub struct UiArgs {
     /// Directory of the embedded database and per-run trial logs (as for `katib run`).
     #[arg(long, env = "KATIB_STATE_DIR", default_value = ".katib")]
     pub state_dir: PathBuf,
-    /// Database URL [default: sqlite://<state-dir>/katib.db]. SQLite only for the UI.
+    /// Database URL [default: sqlite://<state-dir>/katib.db]; MySQL and PostgreSQL URLs work too.
     #[arg(long, env = "KATIB_DB_URL")]
     pub db: Option<String>,
     /// Working directory of trial commands of experiments started from the UI.
@@ -47,7 +47,7 @@ pub async fn run(args: UiArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     }) else {
-        eprintln!("error: katib ui reads the embedded SQLite database; pass --db sqlite://<path> or no --db");
+        eprintln!("error: cannot open the database for katib ui");
         return ExitCode::from(EXIT_INVALID);
     };
     let listener = match katib_ui::bind(ui.listen).await {

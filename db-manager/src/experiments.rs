@@ -8,12 +8,13 @@
 //! the experiment list reads) and `row` (the small per-trial document the experiment page
 //! reads); `body` is the whole object in Katib's JSON shape, read one at a time.
 //!
-//! Implemented for SQLite (the embedded default). The tables are created on MySQL and
-//! PostgreSQL too, so a later implementation needs no new migration.
+//! Implemented for SQLite (the embedded default), MySQL/MariaDB and PostgreSQL with the
+//! same code (one set of statements per backend); the conformance checks are
+//! [`crate::testsuite::experiment_store`] (run on all three).
 
 use sqlx::Row as _;
 
-use crate::store::{SqliteStore, StoreError, query_error};
+use crate::store::{MySqlStore, PgStore, SqliteStore, StoreError, query_error};
 
 /// One experiment as written by the recorder.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,24 +113,8 @@ pub trait ExperimentStore: Send + Sync {
     async fn changed_since(&self, since: &str) -> Result<Vec<(String, String, String)>, StoreError>;
 }
 
-const BACKEND: &str = "SQLite";
-
-/// Why [`open_experiment_store`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// Opening the database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The backend has the tables but no implementation yet.
-    #[error(
-        "the experiment store (katib run's experiments and trials, read by katib ui) is implemented \
-         for SQLite only; pass --db sqlite://<path>"
-    )]
-    Unsupported,
-}
-
 /// Opens the experiment store named by `url` (applying the migrations) and returns it with
-/// the observation store over the same pool. SQLite only, for now.
+/// the observation store over the same pool.
 pub async fn open_experiment_store(
     url: &str,
 ) -> Result<
@@ -137,288 +122,313 @@ pub async fn open_experiment_store(
         std::sync::Arc<dyn ExperimentStore>,
         std::sync::Arc<dyn crate::ObservationStore>,
     ),
-    OpenError,
+    StoreError,
 > {
     match crate::Backend::of_url(url)? {
         crate::Backend::Sqlite => {
             let store = std::sync::Arc::new(SqliteStore::open(url).await?);
             Ok((store.clone(), store))
         }
-        _ => Err(OpenError::Unsupported),
+        crate::Backend::MySql => {
+            let store = std::sync::Arc::new(MySqlStore::open(url).await?);
+            Ok((store.clone(), store))
+        }
+        crate::Backend::Postgres => {
+            let store = std::sync::Arc::new(PgStore::open(url).await?);
+            Ok((store.clone(), store))
+        }
     }
 }
 
-#[tonic::async_trait]
-impl ExperimentStore for SqliteStore {
-    async fn put_experiment(&self, r: &ExperimentRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO katib_experiments (namespace, name, status, summary, body, run_dir, created, updated) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT (namespace, name) DO UPDATE SET status = excluded.status, \
-             summary = excluded.summary, body = excluded.body, \
-             run_dir = COALESCE(excluded.run_dir, run_dir), updated = excluded.updated",
-        )
-        .bind(&r.namespace)
-        .bind(&r.name)
-        .bind(&r.status)
-        .bind(&r.summary)
-        .bind(&r.body)
-        .bind(&r.run_dir)
-        .bind(&r.created)
-        .bind(&r.updated)
-        .execute(self.pool())
-        .await
-        .map_err(|e| query_error(BACKEND, "upsert into katib_experiments", e))?;
-        Ok(())
-    }
+/// The statements of one backend. Placeholders are bound in the order they appear.
+struct Sql {
+    backend: &'static str,
+    put_experiment: &'static str,
+    put_trial: &'static str,
+    list_all: &'static str,
+    list_namespace: &'static str,
+    get_experiment: &'static str,
+    trial_rows: &'static str,
+    get_trial: &'static str,
+    trial_names: &'static str,
+    delete_trials: &'static str,
+    delete_experiment: &'static str,
+    changed_since: &'static str,
+}
 
-    async fn put_trials(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        trials: &[TrialRecord],
-    ) -> Result<(), StoreError> {
-        if trials.is_empty() {
-            return Ok(());
-        }
-        let err = |e| query_error(BACKEND, "upsert into katib_trials", e);
-        let mut tx = self.pool().begin().await.map_err(err)?;
-        for t in trials {
-            sqlx::query(
-                "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT (namespace, experiment, name) DO UPDATE SET status = excluded.status, \
-                 objective = excluded.objective, row_json = excluded.row_json, body = excluded.body, \
-                 updated = excluded.updated",
-            )
-            .bind(namespace)
-            .bind(experiment)
-            .bind(&t.name)
-            .bind(t.seq)
-            .bind(&t.status)
-            .bind(t.objective.filter(|v| v.is_finite()))
-            .bind(&t.row)
-            .bind(&t.body)
-            .bind(&t.updated)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        }
-        tx.commit().await.map_err(err)
-    }
+const SQLITE: Sql = Sql {
+    backend: "SQLite",
+    put_experiment: "INSERT INTO katib_experiments (namespace, name, status, summary, body, run_dir, created, updated) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (namespace, name) DO UPDATE SET status = excluded.status, \
+         summary = excluded.summary, body = excluded.body, \
+         run_dir = COALESCE(excluded.run_dir, katib_experiments.run_dir), updated = excluded.updated",
+    put_trial: "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (namespace, experiment, name) DO UPDATE SET status = excluded.status, \
+         objective = excluded.objective, row_json = excluded.row_json, body = excluded.body, \
+         updated = excluded.updated",
+    list_all: "SELECT namespace, name, status, summary, created, updated FROM katib_experiments \
+         ORDER BY created DESC, namespace, name",
+    list_namespace: "SELECT namespace, name, status, summary, created, updated FROM katib_experiments \
+         WHERE namespace = ? ORDER BY created DESC, namespace, name",
+    get_experiment: "SELECT namespace, name, status, summary, body, run_dir, created, updated \
+         FROM katib_experiments WHERE namespace = ? AND name = ?",
+    trial_rows: "SELECT name, row_json FROM katib_trials WHERE namespace = ? AND experiment = ? ORDER BY seq",
+    get_trial: "SELECT body FROM katib_trials WHERE namespace = ? AND experiment = ? AND name = ?",
+    trial_names: "SELECT name FROM katib_trials WHERE namespace = ? AND experiment = ?",
+    delete_trials: "DELETE FROM katib_trials WHERE namespace = ? AND experiment = ?",
+    delete_experiment: "DELETE FROM katib_experiments WHERE namespace = ? AND name = ?",
+    changed_since: "SELECT namespace, name, updated FROM katib_experiments WHERE updated > ? ORDER BY updated",
+};
 
-    async fn list_experiments(&self, namespace: Option<&str>) -> Result<Vec<ExperimentListing>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT namespace, name, status, summary, created, updated FROM katib_experiments \
-             WHERE ?1 IS NULL OR namespace = ?1 ORDER BY created DESC, namespace, name",
-        )
-        .bind(namespace)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| query_error(BACKEND, "select from katib_experiments", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(ExperimentListing {
-                    namespace: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    status: r.try_get(2)?,
-                    summary: r.try_get(3)?,
-                    created: r.try_get(4)?,
-                    updated: r.try_get(5)?,
+// MySQL keeps names as VARBINARY (exact bytes, like observation_logs); they are read
+// back as utf8mb4 text.
+const MYSQL: Sql = Sql {
+    backend: "MySQL",
+    put_experiment: "INSERT INTO katib_experiments (namespace, name, status, summary, body, run_dir, created, updated) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE status = VALUES(status), summary = VALUES(summary), body = VALUES(body), \
+         run_dir = COALESCE(VALUES(run_dir), run_dir), updated = VALUES(updated)",
+    put_trial: "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE status = VALUES(status), objective = VALUES(objective), \
+         row_json = VALUES(row_json), body = VALUES(body), updated = VALUES(updated)",
+    list_all: "SELECT CAST(namespace AS CHAR CHARACTER SET utf8mb4), CAST(name AS CHAR CHARACTER SET utf8mb4), \
+         status, summary, created, updated FROM katib_experiments ORDER BY created DESC, namespace, name",
+    list_namespace: "SELECT CAST(namespace AS CHAR CHARACTER SET utf8mb4), CAST(name AS CHAR CHARACTER SET utf8mb4), \
+         status, summary, created, updated FROM katib_experiments WHERE namespace = ? \
+         ORDER BY created DESC, namespace, name",
+    get_experiment: "SELECT CAST(namespace AS CHAR CHARACTER SET utf8mb4), CAST(name AS CHAR CHARACTER SET utf8mb4), \
+         status, summary, body, run_dir, created, updated FROM katib_experiments WHERE namespace = ? AND name = ?",
+    trial_rows: "SELECT CAST(name AS CHAR CHARACTER SET utf8mb4), row_json FROM katib_trials \
+         WHERE namespace = ? AND experiment = ? ORDER BY seq",
+    get_trial: "SELECT body FROM katib_trials WHERE namespace = ? AND experiment = ? AND name = ?",
+    trial_names: "SELECT CAST(name AS CHAR CHARACTER SET utf8mb4) FROM katib_trials WHERE namespace = ? AND experiment = ?",
+    delete_trials: "DELETE FROM katib_trials WHERE namespace = ? AND experiment = ?",
+    delete_experiment: "DELETE FROM katib_experiments WHERE namespace = ? AND name = ?",
+    changed_since: "SELECT CAST(namespace AS CHAR CHARACTER SET utf8mb4), CAST(name AS CHAR CHARACTER SET utf8mb4), \
+         updated FROM katib_experiments WHERE updated > ? ORDER BY updated",
+};
+
+const POSTGRES: Sql = Sql {
+    backend: "PostgreSQL",
+    put_experiment: "INSERT INTO katib_experiments (namespace, name, status, summary, body, run_dir, created, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (namespace, name) DO UPDATE SET status = excluded.status, \
+         summary = excluded.summary, body = excluded.body, \
+         run_dir = COALESCE(excluded.run_dir, katib_experiments.run_dir), updated = excluded.updated",
+    put_trial: "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (namespace, experiment, name) DO UPDATE SET status = excluded.status, \
+         objective = excluded.objective, row_json = excluded.row_json, body = excluded.body, \
+         updated = excluded.updated",
+    list_all: "SELECT namespace, name, status, summary, created, updated FROM katib_experiments \
+         ORDER BY created DESC, namespace, name",
+    list_namespace: "SELECT namespace, name, status, summary, created, updated FROM katib_experiments \
+         WHERE namespace = $1 ORDER BY created DESC, namespace, name",
+    get_experiment: "SELECT namespace, name, status, summary, body, run_dir, created, updated \
+         FROM katib_experiments WHERE namespace = $1 AND name = $2",
+    trial_rows: "SELECT name, row_json FROM katib_trials WHERE namespace = $1 AND experiment = $2 ORDER BY seq",
+    get_trial: "SELECT body FROM katib_trials WHERE namespace = $1 AND experiment = $2 AND name = $3",
+    trial_names: "SELECT name FROM katib_trials WHERE namespace = $1 AND experiment = $2",
+    delete_trials: "DELETE FROM katib_trials WHERE namespace = $1 AND experiment = $2",
+    delete_experiment: "DELETE FROM katib_experiments WHERE namespace = $1 AND name = $2",
+    changed_since: "SELECT namespace, name, updated FROM katib_experiments WHERE updated > $1 ORDER BY updated",
+};
+
+/// One implementation for the three backends (the pools' types differ, the code does not).
+macro_rules! experiment_store {
+    ($store:ty, $sql:expr) => {
+        #[tonic::async_trait]
+        impl ExperimentStore for $store {
+            async fn put_experiment(&self, r: &ExperimentRecord) -> Result<(), StoreError> {
+                const SQL: Sql = $sql;
+                sqlx::query(SQL.put_experiment)
+                    .bind(&r.namespace)
+                    .bind(&r.name)
+                    .bind(&r.status)
+                    .bind(&r.summary)
+                    .bind(&r.body)
+                    .bind(&r.run_dir)
+                    .bind(&r.created)
+                    .bind(&r.updated)
+                    .execute(self.pool())
+                    .await
+                    .map_err(|e| query_error(SQL.backend, "upsert into katib_experiments", e))?;
+                Ok(())
+            }
+
+            async fn put_trials(
+                &self,
+                namespace: &str,
+                experiment: &str,
+                trials: &[TrialRecord],
+            ) -> Result<(), StoreError> {
+                const SQL: Sql = $sql;
+                if trials.is_empty() {
+                    return Ok(());
+                }
+                let err = |e| query_error(SQL.backend, "upsert into katib_trials", e);
+                let mut tx = self.pool().begin().await.map_err(err)?;
+                for t in trials {
+                    sqlx::query(SQL.put_trial)
+                        .bind(namespace)
+                        .bind(experiment)
+                        .bind(&t.name)
+                        .bind(t.seq)
+                        .bind(&t.status)
+                        .bind(t.objective.filter(|v| v.is_finite()))
+                        .bind(&t.row)
+                        .bind(&t.body)
+                        .bind(&t.updated)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                tx.commit().await.map_err(err)
+            }
+
+            async fn list_experiments(
+                &self,
+                namespace: Option<&str>,
+            ) -> Result<Vec<ExperimentListing>, StoreError> {
+                const SQL: Sql = $sql;
+                let query = match namespace {
+                    Some(ns) => sqlx::query(SQL.list_namespace).bind(ns.to_string()),
+                    None => sqlx::query(SQL.list_all),
+                };
+                let rows = query
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| query_error(SQL.backend, "select from katib_experiments", e))?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(ExperimentListing {
+                            namespace: r.try_get(0)?,
+                            name: r.try_get(1)?,
+                            status: r.try_get(2)?,
+                            summary: r.try_get(3)?,
+                            created: r.try_get(4)?,
+                            updated: r.try_get(5)?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(|e| query_error(SQL.backend, "read katib_experiments", e))
+            }
+
+            async fn get_experiment(
+                &self,
+                namespace: &str,
+                name: &str,
+            ) -> Result<Option<ExperimentRecord>, StoreError> {
+                const SQL: Sql = $sql;
+                let row = sqlx::query(SQL.get_experiment)
+                    .bind(namespace)
+                    .bind(name)
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(|e| query_error(SQL.backend, "select from katib_experiments", e))?;
+                row.map(|r| {
+                    Ok(ExperimentRecord {
+                        namespace: r.try_get(0)?,
+                        name: r.try_get(1)?,
+                        status: r.try_get(2)?,
+                        summary: r.try_get(3)?,
+                        body: r.try_get(4)?,
+                        run_dir: r.try_get(5)?,
+                        created: r.try_get(6)?,
+                        updated: r.try_get(7)?,
+                    })
                 })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(|e| query_error(BACKEND, "read katib_experiments", e))
-    }
+                .transpose()
+                .map_err(|e: sqlx::Error| query_error(SQL.backend, "read katib_experiments", e))
+            }
 
-    async fn get_experiment(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<ExperimentRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT namespace, name, status, summary, body, run_dir, created, updated \
-             FROM katib_experiments WHERE namespace = ?1 AND name = ?2",
-        )
-        .bind(namespace)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| query_error(BACKEND, "select from katib_experiments", e))?;
-        row.map(|r| {
-            Ok(ExperimentRecord {
-                namespace: r.try_get(0)?,
-                name: r.try_get(1)?,
-                status: r.try_get(2)?,
-                summary: r.try_get(3)?,
-                body: r.try_get(4)?,
-                run_dir: r.try_get(5)?,
-                created: r.try_get(6)?,
-                updated: r.try_get(7)?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| query_error(BACKEND, "read katib_experiments", e))
-    }
+            async fn trial_rows(
+                &self,
+                namespace: &str,
+                experiment: &str,
+            ) -> Result<Vec<(String, String)>, StoreError> {
+                const SQL: Sql = $sql;
+                sqlx::query_as::<_, (String, String)>(SQL.trial_rows)
+                    .bind(namespace)
+                    .bind(experiment)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| query_error(SQL.backend, "select from katib_trials", e))
+            }
 
-    async fn trial_rows(
-        &self,
-        namespace: &str,
-        experiment: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        sqlx::query_as::<_, (String, String)>(
-            "SELECT name, row_json FROM katib_trials WHERE namespace = ?1 AND experiment = ?2 ORDER BY seq",
-        )
-        .bind(namespace)
-        .bind(experiment)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| query_error(BACKEND, "select from katib_trials", e))
-    }
+            async fn get_trial(
+                &self,
+                namespace: &str,
+                experiment: &str,
+                name: &str,
+            ) -> Result<Option<String>, StoreError> {
+                const SQL: Sql = $sql;
+                sqlx::query_scalar::<_, String>(SQL.get_trial)
+                    .bind(namespace)
+                    .bind(experiment)
+                    .bind(name)
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(|e| query_error(SQL.backend, "select from katib_trials", e))
+            }
 
-    async fn get_trial(
-        &self,
-        namespace: &str,
-        experiment: &str,
-        name: &str,
-    ) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar::<_, String>(
-            "SELECT body FROM katib_trials WHERE namespace = ?1 AND experiment = ?2 AND name = ?3",
-        )
-        .bind(namespace)
-        .bind(experiment)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(|e| query_error(BACKEND, "select from katib_trials", e))
-    }
+            async fn delete_experiment(
+                &self,
+                namespace: &str,
+                name: &str,
+            ) -> Result<Option<Vec<String>>, StoreError> {
+                const SQL: Sql = $sql;
+                let err = |e| query_error(SQL.backend, "delete from katib_experiments", e);
+                let mut tx = self.pool().begin().await.map_err(err)?;
+                let names: Vec<String> = sqlx::query_scalar(SQL.trial_names)
+                    .bind(namespace)
+                    .bind(name)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                sqlx::query(SQL.delete_trials)
+                    .bind(namespace)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let gone = sqlx::query(SQL.delete_experiment)
+                    .bind(namespace)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+                tx.commit().await.map_err(err)?;
+                Ok((gone > 0).then_some(names))
+            }
 
-    async fn delete_experiment(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Vec<String>>, StoreError> {
-        let err = |e| query_error(BACKEND, "delete from katib_experiments", e);
-        let mut tx = self.pool().begin().await.map_err(err)?;
-        let names: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM katib_trials WHERE namespace = ?1 AND experiment = ?2")
-                .bind(namespace)
-                .bind(name)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(err)?;
-        sqlx::query("DELETE FROM katib_trials WHERE namespace = ?1 AND experiment = ?2")
-            .bind(namespace)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        let gone = sqlx::query("DELETE FROM katib_experiments WHERE namespace = ?1 AND name = ?2")
-            .bind(namespace)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-        tx.commit().await.map_err(err)?;
-        Ok((gone > 0).then_some(names))
-    }
-
-    async fn changed_since(&self, since: &str) -> Result<Vec<(String, String, String)>, StoreError> {
-        sqlx::query_as::<_, (String, String, String)>(
-            "SELECT namespace, name, updated FROM katib_experiments WHERE updated > ?1 ORDER BY updated",
-        )
-        .bind(since)
-        .fetch_all(self.pool())
-        .await
-        .map_err(|e| query_error(BACKEND, "select from katib_experiments", e))
-    }
+            async fn changed_since(&self, since: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+                const SQL: Sql = $sql;
+                sqlx::query_as::<_, (String, String, String)>(SQL.changed_since)
+                    .bind(since)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| query_error(SQL.backend, "select from katib_experiments", e))
+            }
+        }
+    };
 }
+
+experiment_store!(SqliteStore, SQLITE);
+experiment_store!(MySqlStore, MYSQL);
+experiment_store!(PgStore, POSTGRES);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn exp(ns: &str, name: &str, created: &str) -> ExperimentRecord {
-        ExperimentRecord {
-            namespace: ns.into(),
-            name: name.into(),
-            status: "Running".into(),
-            summary: "{}".into(),
-            body: format!("{{\"metadata\":{{\"name\":\"{name}\"}}}}"),
-            run_dir: Some("/tmp/run".into()),
-            created: created.into(),
-            updated: created.into(),
-        }
-    }
-
-    fn trial(name: &str, seq: i64, objective: Option<f64>) -> TrialRecord {
-        TrialRecord {
-            name: name.into(),
-            seq,
-            status: "Succeeded".into(),
-            objective,
-            row: format!("{{\"n\":\"{name}\"}}"),
-            body: "{}".into(),
-            updated: "2026-01-01T00:00:00Z".into(),
-        }
-    }
-
     #[tokio::test]
-    async fn round_trip_list_detail_delete() {
+    async fn conformance_on_sqlite() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        store
-            .put_experiment(&exp("default", "a", "2026-01-01T00:00:00Z"))
-            .await
-            .unwrap();
-        store
-            .put_experiment(&exp("other", "b", "2026-01-02T00:00:00Z"))
-            .await
-            .unwrap();
-        // An update keeps `created` and a known run_dir.
-        let mut again = exp("default", "a", "2026-03-01T00:00:00Z");
-        again.status = "Succeeded".into();
-        again.run_dir = None;
-        store.put_experiment(&again).await.unwrap();
-        let all = store.list_experiments(None).await.unwrap();
-        assert_eq!(
-            all.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
-            ["b", "a"]
-        );
-        let a = store.get_experiment("default", "a").await.unwrap().unwrap();
-        assert_eq!(a.created, "2026-01-01T00:00:00Z");
-        assert_eq!(a.status, "Succeeded");
-        assert_eq!(a.run_dir.as_deref(), Some("/tmp/run"));
-        assert_eq!(store.list_experiments(Some("other")).await.unwrap().len(), 1);
-
-        store
-            .put_trials(
-                "default",
-                "a",
-                &[trial("a-2", 1, Some(0.5)), trial("a-1", 0, Some(f64::NAN))],
-            )
-            .await
-            .unwrap();
-        store
-            .put_trials("default", "a", &[trial("a-2", 1, Some(0.7))])
-            .await
-            .unwrap();
-        let rows = store.trial_rows("default", "a").await.unwrap();
-        assert_eq!(
-            rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-            ["a-1", "a-2"]
-        );
-        assert!(store.get_trial("default", "a", "a-1").await.unwrap().is_some());
-        assert!(store.get_trial("default", "b", "a-1").await.unwrap().is_none());
-        assert_eq!(
-            store.changed_since("2026-01-01T12:00:00Z").await.unwrap().len(),
-            2
-        );
-
-        let mut gone = store.delete_experiment("default", "a").await.unwrap().unwrap();
-        gone.sort();
-        assert_eq!(gone, ["a-1", "a-2"]);
-        assert!(store.delete_experiment("default", "a").await.unwrap().is_none());
-        assert!(store.trial_rows("default", "a").await.unwrap().is_empty());
+        crate::testsuite::experiment_store(&store).await;
     }
 }

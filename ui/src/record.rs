@@ -142,6 +142,7 @@ pub struct Recorder {
     run_dir: Option<String>,
     seq: HashMap<String, i64>,
     created: Option<String>,
+    replace: bool,
 }
 
 impl Recorder {
@@ -153,7 +154,15 @@ impl Recorder {
             run_dir,
             seq: HashMap::new(),
             created: None,
+            replace: true,
         }
+    }
+
+    /// Updates what is recorded instead of replacing an earlier record of the same name
+    /// (for a final status written after the run's own recorder has finished).
+    pub fn keep_existing(mut self) -> Self {
+        self.replace = false;
+        self
     }
 
     /// Writes the experiment's current state.
@@ -162,6 +171,13 @@ impl Recorder {
         let name = exp.metadata.name.clone().unwrap_or_default();
         self.hub.mark_local(&namespace, &name);
         let now = jiff::Timestamp::now().to_string();
+        if self.created.is_none() && self.replace {
+            // A new run of an experiment replaces what an earlier run of the same name
+            // recorded (its trials would otherwise mix with this run's).
+            if let Some(old) = self.store.delete_experiment(&namespace, &name).await? {
+                tracing::info!(%namespace, %name, trials = old.len(), "replacing the record of an earlier run");
+            }
+        }
         let created = self
             .created
             .get_or_insert_with(|| {
