@@ -95,6 +95,15 @@ pub trait ExperimentStore: Send + Sync {
         experiment: &str,
     ) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// `(name, status)` of an experiment's latest `limit` trials, oldest first (no row
+    /// documents read).
+    async fn recent_trials(
+        &self,
+        namespace: &str,
+        experiment: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
     /// One trial's body.
     async fn get_trial(
         &self,
@@ -149,6 +158,7 @@ struct Sql {
     list_namespace: &'static str,
     get_experiment: &'static str,
     trial_rows: &'static str,
+    recent_trials: &'static str,
     get_trial: &'static str,
     trial_names: &'static str,
     delete_trials: &'static str,
@@ -175,6 +185,8 @@ const SQLITE: Sql = Sql {
     get_experiment: "SELECT namespace, name, status, summary, body, run_dir, created, updated \
          FROM katib_experiments WHERE namespace = ? AND name = ?",
     trial_rows: "SELECT name, row_json FROM katib_trials WHERE namespace = ? AND experiment = ? ORDER BY seq",
+    recent_trials: "SELECT name, status FROM katib_trials WHERE namespace = ? AND experiment = ? \
+         ORDER BY seq DESC LIMIT ?",
     get_trial: "SELECT body FROM katib_trials WHERE namespace = ? AND experiment = ? AND name = ?",
     trial_names: "SELECT name FROM katib_trials WHERE namespace = ? AND experiment = ?",
     delete_trials: "DELETE FROM katib_trials WHERE namespace = ? AND experiment = ?",
@@ -203,6 +215,8 @@ const MYSQL: Sql = Sql {
          status, summary, body, run_dir, created, updated FROM katib_experiments WHERE namespace = ? AND name = ?",
     trial_rows: "SELECT CAST(name AS CHAR CHARACTER SET utf8mb4), row_json FROM katib_trials \
          WHERE namespace = ? AND experiment = ? ORDER BY seq",
+    recent_trials: "SELECT CAST(name AS CHAR CHARACTER SET utf8mb4), status FROM katib_trials \
+         WHERE namespace = ? AND experiment = ? ORDER BY seq DESC LIMIT ?",
     get_trial: "SELECT body FROM katib_trials WHERE namespace = ? AND experiment = ? AND name = ?",
     trial_names: "SELECT CAST(name AS CHAR CHARACTER SET utf8mb4) FROM katib_trials WHERE namespace = ? AND experiment = ?",
     delete_trials: "DELETE FROM katib_trials WHERE namespace = ? AND experiment = ?",
@@ -230,6 +244,8 @@ const POSTGRES: Sql = Sql {
     get_experiment: "SELECT namespace, name, status, summary, body, run_dir, created, updated \
          FROM katib_experiments WHERE namespace = $1 AND name = $2",
     trial_rows: "SELECT name, row_json FROM katib_trials WHERE namespace = $1 AND experiment = $2 ORDER BY seq",
+    recent_trials: "SELECT name, status FROM katib_trials WHERE namespace = $1 AND experiment = $2 \
+         ORDER BY seq DESC LIMIT $3",
     get_trial: "SELECT body FROM katib_trials WHERE namespace = $1 AND experiment = $2 AND name = $3",
     trial_names: "SELECT name FROM katib_trials WHERE namespace = $1 AND experiment = $2",
     delete_trials: "DELETE FROM katib_trials WHERE namespace = $1 AND experiment = $2",
@@ -357,6 +373,24 @@ macro_rules! experiment_store {
                     .fetch_all(self.pool())
                     .await
                     .map_err(|e| query_error(SQL.backend, "select from katib_trials", e))
+            }
+
+            async fn recent_trials(
+                &self,
+                namespace: &str,
+                experiment: &str,
+                limit: i64,
+            ) -> Result<Vec<(String, String)>, StoreError> {
+                const SQL: Sql = $sql;
+                let mut rows = sqlx::query_as::<_, (String, String)>(SQL.recent_trials)
+                    .bind(namespace)
+                    .bind(experiment)
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(|e| query_error(SQL.backend, "select from katib_trials", e))?;
+                rows.reverse();
+                Ok(rows)
             }
 
             async fn get_trial(

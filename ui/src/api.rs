@@ -396,17 +396,14 @@ async fn intermediate(
         .as_ref()
         .map(|o| o.objective_metric_name.clone())
         .unwrap_or_default();
-    let rows = s.experiments.trial_rows(&ns, &name).await?;
-    let start = rows.len().saturating_sub(MAX_CURVES);
-    let mut status: BTreeMap<String, String> = BTreeMap::new();
-    for (trial, row) in &rows[start..] {
-        let v: Value = serde_json::from_str(row).unwrap_or(Value::Null);
-        status.insert(
-            trial.clone(),
-            v["status"].as_str().unwrap_or_default().to_string(),
-        );
-    }
-    let names: Vec<String> = rows[start..].iter().map(|r| r.0.clone()).collect();
+    let recent = s
+        .experiments
+        .recent_trials(&ns, &name, MAX_CURVES as i64 + 1)
+        .await?;
+    let truncated = recent.len() > MAX_CURVES;
+    let recent = &recent[recent.len().saturating_sub(MAX_CURVES)..];
+    let status: BTreeMap<&str, &str> = recent.iter().map(|(n, st)| (n.as_str(), st.as_str())).collect();
+    let names: Vec<String> = recent.iter().map(|r| r.0.clone()).collect();
     let logs = s
         .observations
         .get_trials(&TrialSet::Names(names.clone()), Some(&metric))
@@ -426,13 +423,13 @@ async fn intermediate(
             let steps: Vec<(usize, f64)> = points.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect();
             Some(json!({
                 "trial": n,
-                "status": status.get(n),
+                "status": status.get(n.as_str()),
                 "points": downsample(&steps, MAX_POINTS),
             }))
         })
         .collect();
     Ok(Json(
-        json!({ "metric": metric, "curves": curves, "truncated": start > 0 }),
+        json!({ "metric": metric, "curves": curves, "truncated": truncated }),
     ))
 }
 
