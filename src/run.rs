@@ -378,7 +378,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
             observations: obs,
             hub: hub.clone(),
             launcher: Some(Arc::new(launcher)),
-            state_dir: state_dir.clone(),
+            work_dir: Some(opts.work_dir.clone()),
         };
         let mut rx = ui_stop_rx.clone();
         Some(tokio::spawn(async move {

@@ -65,7 +65,7 @@ pub async fn run(args: UiArgs) -> ExitCode {
         db_manager: None,
         endpoints: Vec::new(),
         early_stopping_endpoint: None,
-        work_dir,
+        work_dir: work_dir.clone(),
         suggestion_timeout,
         seed: None,
     };
@@ -76,7 +76,7 @@ pub async fn run(args: UiArgs) -> ExitCode {
         observations,
         hub,
         launcher: Some(Arc::new(launcher)),
-        state_dir,
+        work_dir: Some(work_dir),
     };
     match katib_ui::serve(listener, state, crate::cli::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/experiments/{ns}/{name}/trials/{trial}", get(trial_detail))
         .route("/api/experiments/{ns}/{name}/trials/{trial}/log", get(trial_log))
         .route("/api/events", get(events))
+        .route("/api/info", get(info))
         .route("/api/{*rest}", get(api_not_found))
         .fallback(crate::assets::serve)
         .with_state(state)
@@ -106,6 +107,17 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// What the create page shows: whether this server runs experiments, and where.
+async fn info(State(s): State<AppState>) -> Json<Value> {
+    let work_dir = s.work_dir.as_ref().map(|d| {
+        std::path::absolute(d)
+            .unwrap_or_else(|_| d.clone())
+            .display()
+            .to_string()
+    });
+    Json(json!({ "canLaunch": s.launcher.is_some(), "workDir": work_dir }))
+}
 
 async fn api_not_found(Path(rest): Path<String>) -> ApiError {
     ApiError::NotFound(format!("no API route /api/{rest}; see docs/ui.md for the routes"))
@@ -564,7 +576,7 @@ mod tests {
             observations: store.clone(),
             hub: Hub::default(),
             launcher,
-            state_dir: PathBuf::from("."),
+            work_dir: Some(PathBuf::from(".")),
         };
         (state, store)
     }
@@ -937,6 +949,10 @@ mod tests {
         let (code, _, text) = send(&app, Method::GET, "/e/some/page", None).await;
         assert_eq!(code, StatusCode::OK);
         assert!(text.contains("<html") || text.contains("<!doctype"), "{text}");
+        let (code, body, _) = send(&app, Method::GET, "/api/info", None).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["canLaunch"], false);
+        assert!(body["workDir"].as_str().unwrap().starts_with('/'));
         let (code, body, _) = send(&app, Method::GET, "/api/nothing/here", None).await;
         assert_eq!(code, StatusCode::NOT_FOUND);
         assert!(body["error"].as_str().unwrap().contains("/api/nothing/here"));

@@ -139,8 +139,9 @@ pub struct AppState {
     pub observations: Arc<dyn ObservationStore>,
     pub hub: Hub,
     pub launcher: Option<Arc<dyn Launcher>>,
-    /// Where `katib run` keeps per-run directories (trial logs are read only below it).
-    pub state_dir: PathBuf,
+    /// Working directory of trial commands of experiments started from the UI (shown on
+    /// the create page).
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Why the server stopped.

@@ -146,6 +146,7 @@ export const api = {
       `${exp(ns, name)}/trials/${enc(trial)}`,
     ),
   log: (ns: string, name: string, trial: string) => call<string>(`${exp(ns, name)}/trials/${enc(trial)}/log`),
+  info: () => call<{ canLaunch: boolean; workDir: string | null }>("/api/info"),
   remove: (ns: string, name: string) => call<void>(exp(ns, name), { method: "DELETE" }),
   validate: (yaml: string) =>
     call<{ valid: boolean; namespace: string; name: string }>("/api/validate", {

@@ -10,15 +10,25 @@ export function createPage(root: HTMLElement): () => void {
   text.value = template.replace("name: random-example", "name: random-from-ui");
   const gutter = h("div", { class: "gutter", "aria-hidden": "true" });
   const problems = h("div", { id: "problems", "aria-live": "polite" });
+  const where = h("p", { class: "muted small", id: "work-dir" });
   const validate = h("button", { id: "validate" }, "Validate");
   const create = h("button", { class: "primary", id: "create" }, "Create and run");
   root.append(
     h("div", { class: "page-head" }, h("div", {}, h("div", { class: "crumbs" }, h("a", { href: "#/" }, "Experiments"), " /"), h("h1", {}, "New experiment"))),
     h("p", { class: "muted" }, "Paste or edit a Katib v1beta1 Experiment. It is checked with the same defaults and validation as ", h("code", {}, "katib validate"), ", then run on this machine like ", h("code", {}, "katib run"), ". Ctrl+Enter validates."),
     h("div", { class: "editor" }, gutter, text),
-    h("div", { class: "row" }, validate, create),
+    h("div", { class: "row" }, where, validate, create),
     problems,
   );
+  void api
+    .info()
+    .then((i) => {
+      if (!i.canLaunch) {
+        create.setAttribute("disabled", "");
+        where.textContent = "This server only shows experiments; start it with katib ui or katib run --ui to run them.";
+      } else if (i.workDir) where.textContent = `Trial commands run in ${i.workDir} (katib ui --work-dir).`;
+    })
+    .catch(() => {});
   let marked = new Map<number, string>();
 
   function paintGutter(): void {

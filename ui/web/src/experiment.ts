@@ -161,6 +161,7 @@ export function experimentPage(root: HTMLElement, ns: string, name: string, q: U
     }
   }
 
+  let reloadTimer = 0;
   const off = onChange((c) => {
     const d = st.d;
     if (c.type === "trials" && c.namespace === ns && c.experiment === name && d) {
@@ -182,7 +183,11 @@ export function experimentPage(root: HTMLElement, ns: string, name: string, q: U
       d.status = c.status;
       scheduleRender();
     } else if ((c.type === "touched" && c.namespace === ns && c.name === name) || c.type === "lagged") {
-      void load();
+      // Written by another process: reload, at most every 2 s.
+      if (!reloadTimer) reloadTimer = window.setTimeout(() => {
+        reloadTimer = 0;
+        if (!disposed) void load();
+      }, 2000);
     } else if (c.type === "deleted" && c.namespace === ns && c.name === name) {
       clear(panel);
       panel.append(errorBox(`Experiment ${ns}/${name} was deleted.`));
