@@ -134,6 +134,23 @@ pub fn experiment_summary(exp: &Experiment) -> Value {
     })
 }
 
+/// The Experiment as stored: Katib's JSON without the status's per-trial name lists
+/// (`succeededTrialList`, ...), which the trial rows already hold and which would make
+/// every status write grow with the number of trials.
+pub fn stored_body(exp: &Experiment) -> String {
+    let mut exp = exp.clone();
+    if let Some(st) = exp.status.as_mut() {
+        st.running_trial_list.clear();
+        st.pending_trial_list.clear();
+        st.failed_trial_list.clear();
+        st.succeeded_trial_list.clear();
+        st.killed_trial_list.clear();
+        st.early_stopped_trial_list.clear();
+        st.metrics_unavailable_trial_list.clear();
+    }
+    serde_json::to_string(&exp).unwrap_or_default()
+}
+
 /// Writes a run's snapshots to the store and publishes them on the hub. One per experiment
 /// run; it numbers trials in the order it first sees them.
 pub struct Recorder {
@@ -200,7 +217,7 @@ impl Recorder {
             name: name.clone(),
             status: status.clone(),
             summary: summary.to_string(),
-            body: serde_json::to_string(exp).unwrap_or_default(),
+            body: stored_body(exp),
             run_dir: self.run_dir.clone(),
             created: created.clone(),
             updated: now,
