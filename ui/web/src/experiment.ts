@@ -101,6 +101,7 @@ export function experimentPage(root: HTMLElement, ns: string, name: string, q: U
   }
 
   let renderTimer = 0;
+  let refreshTable: (() => void) | null = null;
   function scheduleRender(): void {
     if (renderTimer) return;
     renderTimer = window.setTimeout(() => {
@@ -112,7 +113,9 @@ export function experimentPage(root: HTMLElement, ns: string, name: string, q: U
         scheduleRender();
         return;
       }
-      if (st.tab !== "intermediate" && st.tab !== "compare") renderPanel();
+      // The table updates its rows in place (keeping focus, filter and scroll).
+      if (st.tab === "trials" && refreshTable) refreshTable();
+      else if (st.tab !== "intermediate" && st.tab !== "compare") renderPanel();
     }, 400);
   }
 
@@ -125,6 +128,7 @@ export function experimentPage(root: HTMLElement, ns: string, name: string, q: U
     const keepScroll = panel.querySelector(".vtable")?.scrollTop;
     if (keepScroll !== undefined) st.scroll = keepScroll;
     clear(panel);
+    refreshTable = null;
     const d = st.d;
     if (!d) return;
     panel.setAttribute("aria-labelledby", `tab-${st.tab}`);
@@ -134,7 +138,9 @@ export function experimentPage(root: HTMLElement, ns: string, name: string, q: U
     }
     const views: Record<Tab, () => void> = {
       overview: () => overview(panel, st),
-      trials: () => trialsTable(panel, st, () => select("compare")),
+      trials: () => {
+        refreshTable = trialsTable(panel, st, () => select("compare"));
+      },
       history: () => historyView(panel, st),
       parallel: () => parallelView(panel, st, renderPanel),
       intermediate: () => intermediateView(panel, st),
@@ -309,11 +315,12 @@ function overview(panel: HTMLElement, st: State): void {
 
 const ROW_H = 30;
 
-function trialsTable(panel: HTMLElement, st: State, compare: () => void): void {
+/** Renders the table; returns a function that re-reads the trials and repaints the rows. */
+function trialsTable(panel: HTMLElement, st: State, compare: () => void): () => void {
   const d = st.d!;
   const ps = params(d).map((p) => p.name);
   const metricNames = [d.experiment.spec.objective?.objectiveMetricName, ...(d.experiment.spec.objective?.additionalMetricNames ?? [])].filter(Boolean) as string[];
-  const best = bestTrial(d);
+  let best = bestTrial(d);
   const cols: { key: string; label: string; num: boolean; get: (t: TrialRow) => string | number | null }[] = [
     { key: "seq", label: "#", num: true, get: (t) => t.seq },
     { key: "name", label: "Trial", num: false, get: (t) => t.name },
@@ -350,6 +357,7 @@ function trialsTable(panel: HTMLElement, st: State, compare: () => void): void {
 
   let rows: TrialRow[] = [];
   function compute(): void {
+    best = bestTrial(d);
     const q = st.filter.trim();
     const conds: ((t: TrialRow) => boolean)[] = [];
     for (const tok of q.split(/\s+/).filter(Boolean)) {
@@ -456,6 +464,7 @@ function trialsTable(panel: HTMLElement, st: State, compare: () => void): void {
     paint();
   });
   paint();
+  return () => redraw(false);
 }
 
 function numOrNull(s: string | undefined): number | null {
