@@ -147,7 +147,10 @@ pub struct AppState {
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot bind the web UI to {addr} (is another server on that port? pass --listen HOST:PORT)")]
+    #[error(
+        "cannot bind the web UI to {addr} (is another server on that port? pass another address: \
+         katib ui --listen HOST:PORT, katib run --ui --ui-listen HOST:PORT)"
+    )]
     Bind {
         addr: SocketAddr,
         #[source]

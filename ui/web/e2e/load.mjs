@@ -5,7 +5,7 @@
 // Needs the seeder: cargo build -p katib-ui --example seed (KATIB_SEED_BIN overrides).
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import { launchBrowser, startKatib, tempDir } from "./lib.mjs";
+import { launchBrowser, repo, startKatib, tempDir } from "./lib.mjs";
 
 const n = Number(process.argv[2] ?? 10000);
 const points = Number(process.argv[3] ?? 10);
@@ -89,6 +89,26 @@ try {
     await time("slice", () => page.click("#tab-slice"), ".small-multiples canvas");
     await time("contour", () => page.click("#tab-contour"), "#contour-plot canvas");
     await ctx.close();
+  }
+  // Screenshots of the 10,000-trial experiment for the docs.
+  {
+    const shots = path.join(repo, "docs", "screenshots");
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(`${base}/#/e/kubeflow/load-10k?tab=parallel`);
+    const cv = page.locator("#parallel-plot canvas");
+    await cv.waitFor({ timeout: 30000 });
+    const box = await cv.boundingBox();
+    await page.mouse.move(box.x + box.width - 60, box.y + 40);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width - 60, box.y + 110, { steps: 3 });
+    await page.mouse.up();
+    await page.screenshot({ path: path.join(shots, "load-10k-parallel.png") });
+    for (const tab of ["history", "intermediate", "trials"]) {
+      await page.click(`#tab-${tab}`);
+      await page.locator(tab === "trials" ? "#trials-table .vrow[data-trial]" : `#${tab}-plot canvas`).first().waitFor({ timeout: 30000 });
+      await page.screenshot({ path: path.join(shots, `load-10k-${tab}.png`) });
+    }
+    await page.close();
   }
   await browser.close();
   rows.push(["Experiment page interactive (navigation → rendered + idle)", `${median(interactive).toFixed(0)} ms`, `${Math.max(...interactive).toFixed(0)} ms (max)`, ""]);
