@@ -87,6 +87,21 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#trials-table .vrow[data-trial]").length === 10);
   });
 
+  await step("keyboard: arrow keys switch tabs, / focuses the filter, sorting by a column", async () => {
+    await page.focus("#tab-trials");
+    await page.keyboard.press("ArrowRight");
+    assert.equal(await page.getAttribute("#tab-history", "aria-selected"), "true");
+    await page.keyboard.press("ArrowLeft");
+    assert.equal(await page.getAttribute("#tab-trials", "aria-selected"), "true");
+    await page.locator("#trials-table").waitFor();
+    await page.keyboard.press("/");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "trial-filter");
+    // Sort by the objective (descending first): the best trial comes first.
+    await page.click('#trials-table .vhead button:text("accuracy")');
+    const first = page.locator("#trials-table .vrow[data-trial]").first();
+    assert.match((await first.getAttribute("class")) ?? "", /best/);
+  });
+
   await step("optimization history", async () => {
     await page.click("#tab-history");
     await page.locator("#history-plot canvas").waitFor();
