@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Run an Experiment on this machine: trials as local processes, metrics in SQLite.
     Run(crate::run::RunArgs),
+    /// Serve the web UI (experiments, trials, plots; start experiments from YAML).
+    Ui(crate::ui::UiArgs),
     /// Apply Katib's defaults and validation to Experiment files; print problems with file:line.
     Validate(ValidateArgs),
     /// Serve Katib's DBManager gRPC API over a database.
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
     rt.block_on(async move {
         match cli.command {
             Command::Run(args) => crate::run::run(args).await,
+            Command::Ui(args) => crate::ui::run(args).await,
             Command::Validate(args) => validate(args),
             Command::DbManager(args) => service_exit(katib_db_manager::run(args, shutdown_signal()).await),
             Command::Suggestion(args) => service_exit(katib_suggestion::run(args, shutdown_signal()).await),

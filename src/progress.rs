@@ -136,6 +136,7 @@ impl Progress {
                     };
                     self.say(&format!("{what:<9} {name}{obj}{msg}"));
                 }
+                Event::Trial { .. } => {}
                 Event::Exhausted { suggested } => {
                     self.say(&format!(
                         "search space exhausted after {suggested} trial(s); finishing running trials"

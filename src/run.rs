@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use katib_api::conditions::experiment as ec;
-use katib_controller::local::runner::{EarlyStopMark, LocalConfig, MarkOutcome, RunError, run_experiment};
+use katib_api::crd::Experiment;
+use katib_controller::local::runner::{
+    EarlyStopMark, Event, LocalConfig, MarkOutcome, RunError, RunOutcome, run_experiment,
+};
+use katib_db_manager::{ExperimentStore, ObservationStore};
 use katib_suggestion::EarlyStoppingService;
 use katib_suggestion::earlystopping::{TrialStatusError, TrialStatusSink};
 use tokio::net::TcpListener;
@@ -62,6 +66,12 @@ pub struct RunArgs {
     /// No progress output (errors and the final summary only).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve the web UI while the experiment runs (and after, until Ctrl-C).
+    #[arg(long, env = "KATIB_UI")]
+    pub ui: bool,
+    /// Address of the web UI with --ui.
+    #[arg(long, env = "KATIB_UI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub ui_listen: std::net::SocketAddr,
 }
 
 /// Formats an error with its source chain on one line.
@@ -97,6 +107,190 @@ fn parse_endpoints(list: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// How one experiment is executed on this machine (shared by `katib run` and experiments
+/// started from the web UI).
+#[derive(Debug, Clone)]
+pub struct ExecOpts {
+    pub state_dir: PathBuf,
+    /// External db-manager (HOST:PORT); None serves the given observation store in-process.
+    pub db_manager: Option<String>,
+    pub endpoints: Vec<(String, String)>,
+    pub early_stopping_endpoint: Option<String>,
+    pub work_dir: PathBuf,
+    pub suggestion_timeout: u64,
+    pub seed: Option<u64>,
+}
+
+/// Why [`execute`] failed: `Invalid` is the user's to fix (exit code 2).
+#[derive(Debug)]
+pub enum ExecError {
+    Invalid(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecError::Invalid(m) | ExecError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Where snapshots of a run go besides the progress display.
+#[derive(Clone)]
+pub struct Recording {
+    pub store: Arc<dyn ExperimentStore>,
+    pub hub: katib_ui::Hub,
+}
+
+/// Runs one validated Experiment: serves db-manager (over `observations`) and the
+/// suggestion/early-stopping services in-process on loopback unless external ones are
+/// given, runs the local runtime, and tees its events to `progress` and to the store.
+pub async fn execute(
+    exp: Experiment,
+    opts: &ExecOpts,
+    observations: Option<Arc<dyn ObservationStore>>,
+    recording: Option<Recording>,
+    progress: Option<mpsc::UnboundedSender<Event>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(RunOutcome, PathBuf), ExecError> {
+    let exp_name = exp.metadata.name.clone().unwrap_or_default();
+    let algorithm = exp
+        .spec
+        .algorithm
+        .as_ref()
+        .map(|a| a.algorithm_name.clone())
+        .unwrap_or_default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    // Stops the in-process services however this function returns.
+    struct StopOnDrop(watch::Sender<bool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(true);
+        }
+    }
+    let _stop = StopOnDrop(stop_tx);
+
+    // db-manager: external, or in-process over the store.
+    let db_addr = match (&opts.db_manager, observations) {
+        (Some(addr), _) => addr.clone(),
+        (None, None) => return Err(ExecError::Failed("no db-manager and no database to serve".into())),
+        (None, Some(store)) => {
+            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| {
+                ExecError::Invalid(format!("cannot bind a loopback port for db-manager: {e}"))
+            })?;
+            let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let shutdown = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = katib_db_manager::serve(listener, store, shutdown).await {
+                    tracing::error!(error = %chain(&e), "db-manager stopped");
+                }
+            });
+            addr
+        }
+    };
+
+    // Suggestion and EarlyStopping: external when given, else served in-process on one
+    // loopback port (EarlyStopping wired to this runtime for SetTrialStatus).
+    let external_suggestion = opts
+        .endpoints
+        .iter()
+        .find(|(a, _)| *a == algorithm)
+        .map(|(_, addr)| addr.clone());
+    let (mark_tx, mark_rx) = tokio::sync::mpsc::unbounded_channel();
+    let in_process = if external_suggestion.is_none() || opts.early_stopping_endpoint.is_none() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| {
+            ExecError::Invalid(format!(
+                "cannot bind a loopback port for the suggestion service: {e}"
+            ))
+        })?;
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let shutdown = stopped(stop_rx.clone());
+        let early_stopping = EarlyStoppingService::with_trial_status(Arc::new(LocalTrialStatus(mark_tx)));
+        tokio::spawn(async move {
+            let suggestion = katib_suggestion::SuggestionService::default();
+            if let Err(e) = katib_suggestion::serve_all(listener, suggestion, early_stopping, shutdown).await
+            {
+                tracing::error!(error = %chain(&e), "suggestion service stopped");
+            }
+        });
+        Some(addr)
+    } else {
+        None
+    };
+    let suggestion_addr = external_suggestion
+        .or_else(|| in_process.clone())
+        .unwrap_or_default();
+    let early_stopping_addr = opts.early_stopping_endpoint.clone().or(in_process);
+
+    let stamp = jiff_stamp();
+    let run_dir = opts.state_dir.join("runs").join(format!("{exp_name}-{stamp}"));
+    let cfg = LocalConfig {
+        run_dir: run_dir.clone(),
+        work_dir: opts.work_dir.clone(),
+        db_manager_addr: db_addr,
+        suggestion_addr,
+        early_stopping_addr,
+        suggestion_timeout: Duration::from_secs(opts.suggestion_timeout.max(1)),
+        seed: opts.seed,
+    };
+
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let recorder = recording.map(|r| {
+        let dir = std::path::absolute(&run_dir).unwrap_or_else(|_| run_dir.clone());
+        katib_ui::record::Recorder::new(r.store, r.hub, Some(dir.display().to_string()))
+    });
+    let tee = tokio::spawn(crate::record::tee(ev_rx, progress, recorder, exp.clone()));
+    let result = run_experiment(exp, cfg, ev_tx, Some(mark_rx), shutdown).await;
+    let _ = tee.await;
+
+    match result {
+        Ok(out) => Ok((out, run_dir)),
+        Err(e @ RunError::InvalidSettings(_)) => Err(ExecError::Invalid(format!(
+            "{}\n  hint: check spec.algorithm.algorithmSettings, or pass --suggestion-endpoint {algorithm}=HOST:PORT \
+             for an algorithm served elsewhere",
+            chain(&e)
+        ))),
+        Err(e @ RunError::InvalidEarlyStopping(_)) => Err(ExecError::Invalid(format!(
+            "{}\n  hint: check spec.earlyStopping.algorithmSettings (medianstop: min_trials_required, start_step, \
+             rule; asha: eta, min_resource, max_resource, resource_metric)",
+            chain(&e)
+        ))),
+        Err(e) => Err(ExecError::Failed(chain(&e))),
+    }
+}
+
+/// Opens the database of `katib run`/`katib ui`: the observation store (unless an external
+/// db-manager is used) and the experiment store.
+pub async fn open_stores(
+    db: Option<String>,
+    state_dir: &std::path::Path,
+    external_db_manager: bool,
+) -> Result<
+    (
+        Option<Arc<dyn ObservationStore>>,
+        Option<Arc<dyn ExperimentStore>>,
+    ),
+    String,
+> {
+    let default_url = format!("sqlite://{}", state_dir.join("katib.db").display());
+    let url = db.unwrap_or_else(|| default_url.clone());
+    if external_db_manager {
+        // The in-process database only keeps the experiments then.
+        let stores = katib_db_manager::experiments::open_experiment_store(&default_url)
+            .await
+            .map_err(|e| chain(&e))?;
+        return Ok((None, Some(stores.0)));
+    }
+    let (exps, obs) = katib_db_manager::experiments::open_experiment_store(&url)
+        .await
+        .map_err(|e| chain(&e))?;
+    Ok((Some(obs), Some(exps)))
+}
+
 pub async fn run(args: RunArgs) -> ExitCode {
     let RunArgs {
         file,
@@ -110,6 +304,8 @@ pub async fn run(args: RunArgs) -> ExitCode {
         suggestion_timeout,
         seed,
         quiet,
+        ui,
+        ui_listen,
     } = args;
     let started = Instant::now();
     let exp = match katib_api::validate::load_and_validate(&file) {
@@ -130,129 +326,93 @@ pub async fn run(args: RunArgs) -> ExitCode {
             "--early-stopping-endpoint \"{e}\" must look like HOST:PORT, e.g. 127.0.0.1:6788"
         ));
     }
-    let exp_name = exp.metadata.name.clone().unwrap_or_default();
-    let algorithm = exp
-        .spec
-        .algorithm
-        .as_ref()
-        .map(|a| a.algorithm_name.clone())
-        .unwrap_or_default();
-
     if let Err(e) = std::fs::create_dir_all(&state_dir) {
         return invalid(format!(
             "cannot create the state directory {}: {e} (pass --state-dir <writable dir>)",
             state_dir.display()
         ));
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
+    let (observations, experiments) = match open_stores(db, &state_dir, db_manager.is_some()).await {
+        Ok(s) => s,
+        Err(m) => return invalid(m),
     };
-
-    // db-manager: external, or in-process over the embedded database.
-    let db_addr = match db_manager {
-        Some(addr) => addr,
-        None => {
-            let url = db.unwrap_or_else(|| format!("sqlite://{}", state_dir.join("katib.db").display()));
-            let store = match katib_db_manager::open_store(&url).await {
-                Ok(s) => s,
-                Err(e) => return invalid(chain(&e)),
-            };
-            let listener = match TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => {
-                    return invalid(format!("cannot bind a loopback port for db-manager: {e}"));
-                }
-            };
-            let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            let shutdown = stopped(stop_rx.clone());
-            tokio::spawn(async move {
-                if let Err(e) = katib_db_manager::serve(listener, store, shutdown).await {
-                    tracing::error!(error = %chain(&e), "db-manager stopped");
-                }
-            });
-            addr
-        }
-    };
-
-    // Suggestion and EarlyStopping: external when given, else served in-process on one
-    // loopback port (EarlyStopping wired to this runtime for SetTrialStatus).
-    let external_suggestion = endpoints
-        .iter()
-        .find(|(a, _)| *a == algorithm)
-        .map(|(_, addr)| addr.clone());
-    let (mark_tx, mark_rx) = tokio::sync::mpsc::unbounded_channel();
-    let in_process = if external_suggestion.is_none() || early_stopping_endpoint.is_none() {
-        let listener = match TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => {
-                return invalid(format!(
-                    "cannot bind a loopback port for the suggestion service: {e}"
-                ));
-            }
-        };
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let shutdown = stopped(stop_rx.clone());
-        let early_stopping = EarlyStoppingService::with_trial_status(Arc::new(LocalTrialStatus(mark_tx)));
-        tokio::spawn(async move {
-            let suggestion = katib_suggestion::SuggestionService::default();
-            if let Err(e) = katib_suggestion::serve_all(listener, suggestion, early_stopping, shutdown).await
-            {
-                tracing::error!(error = %chain(&e), "suggestion service stopped");
-            }
-        });
-        Some(addr)
-    } else {
-        None
-    };
-    let suggestion_addr = external_suggestion
-        .or_else(|| in_process.clone())
-        .unwrap_or_default();
-    let early_stopping_addr = early_stopping_endpoint.or(in_process);
-
-    let stamp = jiff_stamp();
-    let run_dir = state_dir.join("runs").join(format!("{exp_name}-{stamp}"));
     let work_dir = work_dir.unwrap_or_else(|| {
         file.parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let cfg = LocalConfig {
-        run_dir: run_dir.clone(),
+    let opts = ExecOpts {
+        state_dir: state_dir.clone(),
+        db_manager,
+        endpoints,
+        early_stopping_endpoint,
         work_dir,
-        db_manager_addr: db_addr,
-        suggestion_addr,
-        early_stopping_addr,
-        suggestion_timeout: Duration::from_secs(suggestion_timeout.max(1)),
-        seed,
+        suggestion_timeout,
+        seed: None,
+    };
+    let hub = katib_ui::Hub::default();
+    let recording = experiments.clone().map(|store| Recording {
+        store,
+        hub: hub.clone(),
+    });
+
+    // The web UI, when asked for: same process, same stores, live events from this run.
+    let (ui_stop_tx, ui_stop_rx) = watch::channel(false);
+    let ui_task = if ui {
+        let (Some(exps), Some(obs)) = (experiments.clone(), observations.clone()) else {
+            return invalid(
+                "--ui needs the embedded SQLite database (drop --db-manager, or use --db sqlite://...)",
+            );
+        };
+        let listener = match katib_ui::bind(ui_listen).await {
+            Ok(l) => l,
+            Err(e) => return invalid(chain(&e)),
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        eprintln!("web UI: http://{addr}/");
+        let launcher =
+            crate::launch::LocalLauncher::new(opts.clone(), obs.clone(), exps.clone(), hub.clone());
+        let state = katib_ui::AppState {
+            experiments: exps,
+            observations: obs,
+            hub: hub.clone(),
+            launcher: Some(Arc::new(launcher)),
+            work_dir: Some(opts.work_dir.clone()),
+        };
+        let mut rx = ui_stop_rx.clone();
+        Some(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = katib_ui::serve(listener, state, shutdown).await {
+                tracing::error!(error = %chain(&e), "web UI stopped");
+            }
+        }))
+    } else {
+        None
     };
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let progress = Progress::new(&exp, quiet);
     let display = tokio::spawn(progress.drive(ev_rx));
-    let result = run_experiment(exp, cfg, ev_tx, Some(mark_rx), crate::cli::shutdown_signal()).await;
+    let opts = ExecOpts { seed, ..opts };
+    let result = execute(
+        exp,
+        &opts,
+        observations,
+        recording,
+        Some(ev_tx),
+        crate::cli::shutdown_signal(),
+    )
+    .await;
     let progress = display.await.ok();
-    let _ = stop_tx.send(true);
 
-    let out = match result {
-        Ok(out) => out,
-        Err(e @ RunError::InvalidSettings(_)) => {
-            return invalid(format!(
-                "{}\n  hint: check spec.algorithm.algorithmSettings, or pass --suggestion-endpoint {algorithm}=HOST:PORT \
-                 for an algorithm served elsewhere",
-                chain(&e)
-            ));
-        }
-        Err(e @ RunError::InvalidEarlyStopping(_)) => {
-            return invalid(format!(
-                "{}\n  hint: check spec.earlyStopping.algorithmSettings (medianstop: min_trials_required, start_step, \
-                 rule; asha: eta, min_resource, max_resource, resource_metric)",
-                chain(&e)
-            ));
-        }
-        Err(e) => {
-            eprintln!("error: {}", chain(&e));
+    let (out, run_dir) = match result {
+        Ok(r) => r,
+        Err(ExecError::Invalid(m)) => return invalid(m),
+        Err(ExecError::Failed(m)) => {
+            eprintln!("error: {m}");
             return ExitCode::FAILURE;
         }
     };
@@ -264,6 +424,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&out.experiment).unwrap_or_default()
         );
+    }
+    if let Some(task) = ui_task {
+        if !out.interrupted {
+            eprintln!("the experiment has ended; the web UI keeps serving until Ctrl-C");
+            crate::cli::shutdown_signal().await;
+        }
+        let _ = ui_stop_tx.send(true);
+        let _ = task.await;
     }
     let conds = out
         .experiment

@@ -32,12 +32,14 @@ use tonic_health::server::HealthReporter;
 use tracing::Instrument as _;
 
 pub mod config;
+pub mod experiments;
 pub mod service;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testsuite;
 pub mod time;
 
+pub use experiments::{ExperimentListing, ExperimentRecord, ExperimentStore, TrialRecord};
 pub use service::DbManagerService;
 pub use store::{
     Appended, Backend, BestValue, Goal, Init, LazyStore, LogQuery, MetricGoal, MetricRow, MySqlStore,

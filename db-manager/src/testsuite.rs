@@ -764,6 +764,10 @@ pub async fn on_server(admin_url: &str) {
     );
 
     run_all(&*store).await;
+    let (experiments, _) = crate::experiments::open_experiment_store(&scratch.url)
+        .await
+        .expect("experiment store");
+    experiment_store(&*experiments).await;
 
     for statement in poison {
         admin_exec(&scratch.url, statement).await;
@@ -778,4 +782,100 @@ pub async fn on_server(admin_url: &str) {
         .expect("check-only open of a migrated database");
     checked.close().await;
     scratch.drop_database().await;
+}
+
+/// The experiment store's checks ([`crate::ExperimentStore`]): upsert keeps `created` and
+/// a known `run_dir`, list order and namespace filter, trial rows in `seq` order with
+/// non-finite objectives stored as NULL, trial bodies scoped to their experiment, change
+/// polling, and delete returning the trials' names.
+pub async fn experiment_store(store: &dyn crate::ExperimentStore) {
+    use crate::{ExperimentRecord, TrialRecord};
+    let exp = |ns: &str, name: &str, created: &str| ExperimentRecord {
+        namespace: ns.into(),
+        name: name.into(),
+        status: "Running".into(),
+        summary: "{}".into(),
+        body: format!("{{\"metadata\":{{\"name\":\"{name}\"}}}}"),
+        run_dir: Some("/tmp/run".into()),
+        created: created.into(),
+        updated: created.into(),
+    };
+    let trial = |name: &str, seq: i64, objective: Option<f64>| TrialRecord {
+        name: name.into(),
+        seq,
+        status: "Succeeded".into(),
+        objective,
+        row: format!("{{\"n\":\"{name}\"}}"),
+        body: "{}".into(),
+        updated: "2026-01-01T00:00:00Z".into(),
+    };
+    store
+        .put_experiment(&exp("default", "a", "2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .put_experiment(&exp("other", "b", "2026-01-02T00:00:00Z"))
+        .await
+        .unwrap();
+    let mut again = exp("default", "a", "2026-03-01T00:00:00Z");
+    again.status = "Succeeded".into();
+    again.run_dir = None;
+    store.put_experiment(&again).await.unwrap();
+    let all = store.list_experiments(None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["b", "a"]
+    );
+    let a = store.get_experiment("default", "a").await.unwrap().unwrap();
+    assert_eq!(a.created, "2026-01-01T00:00:00Z");
+    assert_eq!(a.updated, "2026-03-01T00:00:00Z");
+    assert_eq!(a.status, "Succeeded");
+    assert_eq!(a.run_dir.as_deref(), Some("/tmp/run"));
+    assert_eq!(a.body, "{\"metadata\":{\"name\":\"a\"}}");
+    let other = store.list_experiments(Some("other")).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].namespace, "other");
+    assert!(store.get_experiment("default", "zzz").await.unwrap().is_none());
+
+    store
+        .put_trials(
+            "default",
+            "a",
+            &[trial("a-2", 1, Some(0.5)), trial("a-1", 0, Some(f64::NAN))],
+        )
+        .await
+        .unwrap();
+    store
+        .put_trials("default", "a", &[trial("a-2", 1, Some(0.7))])
+        .await
+        .unwrap();
+    store.put_trials("default", "a", &[]).await.unwrap();
+    let rows = store.trial_rows("default", "a").await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("a-1".to_string(), "{\"n\":\"a-1\"}".to_string()),
+            ("a-2".to_string(), "{\"n\":\"a-2\"}".to_string())
+        ]
+    );
+    assert_eq!(
+        store.get_trial("default", "a", "a-1").await.unwrap().as_deref(),
+        Some("{}")
+    );
+    assert!(store.get_trial("default", "b", "a-1").await.unwrap().is_none());
+    let changed = store.changed_since("2026-01-01T12:00:00Z").await.unwrap();
+    assert_eq!(
+        changed
+            .iter()
+            .map(|c| (c.0.as_str(), c.1.as_str()))
+            .collect::<Vec<_>>(),
+        [("other", "b"), ("default", "a")]
+    );
+
+    let mut gone = store.delete_experiment("default", "a").await.unwrap().unwrap();
+    gone.sort();
+    assert_eq!(gone, ["a-1", "a-2"]);
+    assert!(store.delete_experiment("default", "a").await.unwrap().is_none());
+    assert!(store.trial_rows("default", "a").await.unwrap().is_empty());
+    assert_eq!(store.list_experiments(None).await.unwrap().len(), 1);
 }

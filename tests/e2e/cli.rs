@@ -506,3 +506,54 @@ fn pytorchjob_template_runs_its_master_replica_locally() {
     assert_eq!(t["spec"]["runSpec"]["kind"], "PyTorchJob");
     assert_eq!(t["spec"]["runSpec"]["metadata"]["name"], t["metadata"]["name"]);
 }
+
+#[test]
+fn run_records_the_experiment_and_its_trials_for_the_ui() {
+    let s = Scratch::new();
+    let r = s.run_json(&examples().join("random.yaml"), &[]);
+    assert_eq!(r.code, 0, "{}", r.context());
+    let url = format!("sqlite://{}", s.path().join("state/katib.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (store, _) = katib_db_manager::experiments::open_experiment_store(&url)
+            .await
+            .unwrap();
+        let list = store.list_experiments(None).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].namespace.as_str(), list[0].name.as_str()),
+            ("kubeflow", "random-example")
+        );
+        assert_eq!(list[0].status, "Succeeded");
+        let summary: Value = serde_json::from_str(&list[0].summary).unwrap();
+        assert_eq!(summary["succeeded"], 12);
+        assert_eq!(
+            summary["bestTrial"],
+            r.experiment["status"]["currentOptimalTrial"]["bestTrialName"]
+        );
+        // Every trial, in creation order, in its final state (the same as experiment.json).
+        let rows = store.trial_rows("kubeflow", "random-example").await.unwrap();
+        let names: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+        let want: Vec<&str> = r
+            .trials
+            .iter()
+            .map(|t| t["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, want);
+        for (name, row) in &rows {
+            let row: Value = serde_json::from_str(row).unwrap();
+            assert_eq!(row["status"], "Succeeded", "{name}");
+            assert!(row["objective"].is_f64(), "{name}: {row}");
+        }
+        let record = store
+            .get_experiment("kubeflow", "random-example")
+            .await
+            .unwrap()
+            .unwrap();
+        let run_dir = std::path::PathBuf::from(record.run_dir.unwrap());
+        assert!(run_dir.join(names[0]).join("stdout.log").is_file());
+    });
+}

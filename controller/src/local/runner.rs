@@ -76,6 +76,11 @@ pub enum Event {
     Exhausted {
         suggested: usize,
     },
+    /// A snapshot of a trial that was created or changed (started, finished, early
+    /// stopped), for observers that persist or display whole objects (the web UI).
+    Trial {
+        trial: Box<Trial>,
+    },
 }
 
 /// The result of a local run.
@@ -291,6 +296,7 @@ pub async fn run_experiment(
                                 name: name.clone(),
                                 assignments: trial.spec.parameter_assignments.clone(),
                             });
+                            let _ = events.send(Event::Trial { trial: Box::new(trial.clone()) });
                             index.insert(name.clone(), trials.len());
                             trials.push(trial);
                             // No handle: it failed to render and is already Failed.
@@ -335,6 +341,7 @@ pub async fn run_experiment(
                                 if let Some(obs) = observation_from_logs(&trials[i], &logs) {
                                     trials[i].status.get_or_insert_with(Default::default).observation = Some(obs);
                                 }
+                                let _ = events.send(Event::Trial { trial: Box::new(trials[i].clone()) });
                                 MarkOutcome::Marked
                             } else {
                                 MarkOutcome::AlreadyCompleted
@@ -355,6 +362,7 @@ pub async fn run_experiment(
                         if let Some(&i) = index.get(&fin.name) {
                             pb_cache.invalidate(i);
                             finish_trial(&mut trials[i], fin.exit, fin.logs, &mut db, &events).await;
+                            let _ = events.send(Event::Trial { trial: Box::new(trials[i].clone()) });
                         }
                     }
                 }

@@ -562,7 +562,7 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .expect("migration table");
-        assert_eq!(applied, 4);
+        assert_eq!(applied, 5);
     }
 
     #[tokio::test]
