@@ -238,6 +238,27 @@ fn is_done(c: &[Condition]) -> bool {
         || conditions::is_true(c, conditions::experiment::FAILED)
 }
 
+/// Names kept in each completed-trial list of the stored status. Katib lists every trial's
+/// name, so an Experiment grows by ~25 bytes per trial and passes 100 KiB at a few thousand
+/// trials; the counts (`trialsSucceeded`, ...) stay exact and the newest names are kept.
+/// Running and pending lists are bounded by `parallelTrialCount` already.
+pub const STATUS_LIST_CAP: usize = 100;
+
+/// Drops all but the newest [`STATUS_LIST_CAP`] names of each completed-trial list.
+pub fn bound_trial_lists(s: &mut ExperimentStatus) {
+    for list in [
+        &mut s.succeeded_trial_list,
+        &mut s.failed_trial_list,
+        &mut s.killed_trial_list,
+        &mut s.early_stopped_trial_list,
+        &mut s.metrics_unavailable_trial_list,
+    ] {
+        if list.len() > STATUS_LIST_CAP {
+            list.drain(..list.len() - STATUS_LIST_CAP);
+        }
+    }
+}
+
 /// Writes the status when anything but `lastReconcileTime` changed (writing on every
 /// reconcile would trigger the next one through the watch, forever).
 async fn write_status(
@@ -247,6 +268,8 @@ async fn write_status(
     old_raw: Option<&Value>,
     mut new: ExperimentStatus,
 ) -> Result<(), Error> {
+    // Bounded before the comparison, so a stored (bounded) status compares equal.
+    bound_trial_lists(&mut new);
     let strip = |s: &ExperimentStatus| ExperimentStatus {
         last_reconcile_time: None,
         ..s.clone()
@@ -682,4 +705,32 @@ async fn fail_suggestion(
     conditions::set_terminal(&mut st.conditions, sc::FAILED, "SuggestionFailed", message, now);
     // The next reconcile hands `failed` to the core, which fails the Experiment.
     write_suggestion_status(api, obj, st).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completed_trial_lists_keep_the_newest_names_and_exact_counts() {
+        let names = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
+        let mut s = ExperimentStatus {
+            trials: 5_000,
+            trials_succeeded: 4_000,
+            succeeded_trial_list: names(4_000),
+            failed_trial_list: names(3),
+            running_trial_list: names(150),
+            ..Default::default()
+        };
+        bound_trial_lists(&mut s);
+        assert_eq!(s.succeeded_trial_list.len(), STATUS_LIST_CAP);
+        assert_eq!(s.succeeded_trial_list.first().map(String::as_str), Some("t3900"));
+        assert_eq!(s.succeeded_trial_list.last().map(String::as_str), Some("t3999"));
+        assert_eq!(s.failed_trial_list, names(3));
+        // Running trials are all listed: the controller and users need every one.
+        assert_eq!(s.running_trial_list.len(), 150);
+        assert_eq!((s.trials, s.trials_succeeded), (5_000, 4_000));
+        let bytes = serde_json::to_vec(&s).unwrap().len();
+        assert!(bytes < 10 * 1024, "status of {bytes} bytes");
+    }
 }
