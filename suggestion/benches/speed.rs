@@ -15,11 +15,6 @@
 //! ```
 //! For profiling (`perf record`), `speed --in-process N BATCH` calls the algorithm five times
 //! in process on `N` observations, without gRPC.
-
-// The allocator of the `katib` binary, so the served child measures what users run.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::{BufRead as _, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
