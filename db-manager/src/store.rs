@@ -10,6 +10,7 @@ use jiff::Timestamp;
 mod lazy;
 mod mysql;
 mod postgres;
+mod sql;
 mod sqlite;
 
 pub use lazy::LazyStore;

@@ -4,98 +4,38 @@
 //! The pool runs in WAL mode with a busy timeout, so readers never block the writer and
 //! concurrent writers wait instead of failing.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{
-    Appended, Init, LogQuery, MetricGoal, MetricRow, ObservationStore, ROWS_PER_INSERT, ReportKey, SqlRow,
-    StoreError, StoreOptions, SummaryRow, TrialSet, TrialSqlRow, check_times, goal_metrics, group_rows,
-    into_metric_rows, name_chunks, pick_best, query_error, redact, summarize,
-};
-use crate::time::to_sql_text;
+use super::sql::{Dialect, SqlStore};
+use super::{StoreError, StoreOptions, redact};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
-const BACKEND: &str = "SQLite";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const INSERT: &str = "INSERT INTO observation_logs (trial_name, time, metric_name, value) ";
-const INSERT_KEY: &str = "INSERT INTO report_keys (trial_name, request_hash) VALUES (?1, ?2) \
-     ON CONFLICT DO NOTHING";
-const UPSERT_SUMMARY: &str = "INSERT INTO metric_summaries \
-     (trial_name, metric_name, min_value, min_text, max_value, max_text, latest_time, latest_text) ";
-const ON_SUMMARY_CONFLICT: &str = " ON CONFLICT (trial_name, metric_name) DO UPDATE SET \
-     min_text = CASE WHEN excluded.min_value IS NOT NULL \
-         AND (min_value IS NULL OR excluded.min_value < min_value) \
-         THEN excluded.min_text ELSE min_text END, \
-     min_value = CASE WHEN excluded.min_value IS NOT NULL \
-         AND (min_value IS NULL OR excluded.min_value < min_value) \
-         THEN excluded.min_value ELSE min_value END, \
-     max_text = CASE WHEN excluded.max_value IS NOT NULL \
-         AND (max_value IS NULL OR excluded.max_value > max_value) \
-         THEN excluded.max_text ELSE max_text END, \
-     max_value = CASE WHEN excluded.max_value IS NOT NULL \
-         AND (max_value IS NULL OR excluded.max_value > max_value) \
-         THEN excluded.max_value ELSE max_value END, \
-     latest_text = CASE WHEN latest_time IS NULL OR excluded.latest_time >= latest_time \
-         THEN excluded.latest_text ELSE latest_text END, \
-     latest_time = CASE WHEN latest_time IS NULL OR excluded.latest_time >= latest_time \
-         THEN excluded.latest_time ELSE latest_time END";
-// Only the filters a query sets are added (each value bound): an `(? IS NULL OR ...)`
-// form would let one prepared statement serve all cases, but keeps the planner from
-// using the (trial_name, time) index for ranges and order (10x slower on MariaDB).
-const SELECT: &str = "SELECT CAST(time AS TEXT) AS time_text, metric_name, value \
-     FROM observation_logs WHERE trial_name = ";
-const SELECT_TRIALS: &str = "SELECT trial_name, CAST(time AS TEXT) AS time_text, metric_name, value \
-     FROM observation_logs WHERE ";
-const SELECT_SUMMARIES: &str = "SELECT trial_name, metric_name, min_text, max_text, latest_text \
-     FROM metric_summaries WHERE ";
-const DELETE: [&str; 3] = [
-    "DELETE FROM observation_logs WHERE trial_name = ?1",
-    "DELETE FROM report_keys WHERE trial_name = ?1",
-    "DELETE FROM metric_summaries WHERE trial_name = ?1",
-];
-const CHECK: &str = "SELECT trial_name, id, time, metric_name, value FROM observation_logs LIMIT 1";
-
 /// Katib's `observation_logs` in a SQLite file (or in memory).
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    target: String,
-}
+///
+/// Accepts `sqlite://<path>` (`sqlite:///abs/path` for an absolute path),
+/// `sqlite:<path>` and `sqlite::memory:`; connecting creates the file if missing.
+pub type SqliteStore = SqlStore<SqliteDialect>;
 
-impl SqliteStore {
-    /// Connects (creating the file if missing) and applies the embedded migrations.
-    ///
-    /// Accepts `sqlite://<path>` (`sqlite:///abs/path` for an absolute path),
-    /// `sqlite:<path>` and `sqlite::memory:`.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let store = Self::connect(url).await?;
-        store.init(Init::Migrate).await?;
-        Ok(store)
-    }
+/// SQLite's SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteDialect;
 
-    /// Connects without touching the schema.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, &StoreOptions::default()).await
-    }
-
-    /// Checks the URL without opening anything.
-    pub fn check_url(url: &str) -> Result<(), StoreError> {
-        Self::parse(url).map(drop)
-    }
-
+impl SqliteDialect {
     fn parse(url: &str) -> Result<(SqliteConnectOptions, bool, String), StoreError> {
         let invalid = |source| StoreError::InvalidUrl {
-            backend: BACKEND,
+            backend: Self::BACKEND,
             url: redact(url),
             example: "sqlite:///var/lib/katib/katib.db",
             source,
@@ -115,9 +55,45 @@ impl SqliteStore {
         };
         Ok((options, memory, target))
     }
+}
 
-    /// Connects with the pool settings of `options`, without touching the schema.
-    pub async fn connect_with(url: &str, settings: &StoreOptions) -> Result<Self, StoreError> {
+impl Dialect for SqliteDialect {
+    type Db = Sqlite;
+
+    const BACKEND: &'static str = "SQLite";
+    const NAME: &'static str = "sqlite";
+    const TYPE_NAME: &'static str = "SqliteStore";
+    const MIGRATOR: &'static Migrator = &MIGRATOR;
+    const INSERT_KEY: &'static str = "INSERT INTO report_keys (trial_name, request_hash) VALUES (?1, ?2) \
+         ON CONFLICT DO NOTHING";
+    const UPSERT_SUMMARY: &'static str = "INSERT INTO metric_summaries";
+    const ON_SUMMARY_CONFLICT: &'static str = " ON CONFLICT (trial_name, metric_name) DO UPDATE SET \
+         min_text = CASE WHEN excluded.min_value IS NOT NULL \
+             AND (min_value IS NULL OR excluded.min_value < min_value) \
+             THEN excluded.min_text ELSE min_text END, \
+         min_value = CASE WHEN excluded.min_value IS NOT NULL \
+             AND (min_value IS NULL OR excluded.min_value < min_value) \
+             THEN excluded.min_value ELSE min_value END, \
+         max_text = CASE WHEN excluded.max_value IS NOT NULL \
+             AND (max_value IS NULL OR excluded.max_value > max_value) \
+             THEN excluded.max_text ELSE max_text END, \
+         max_value = CASE WHEN excluded.max_value IS NOT NULL \
+             AND (max_value IS NULL OR excluded.max_value > max_value) \
+             THEN excluded.max_value ELSE max_value END, \
+         latest_text = CASE WHEN latest_time IS NULL OR excluded.latest_time >= latest_time \
+             THEN excluded.latest_text ELSE latest_text END, \
+         latest_time = CASE WHEN latest_time IS NULL OR excluded.latest_time >= latest_time \
+             THEN excluded.latest_time ELSE latest_time END";
+    // Times are stored as text `YYYY-MM-DD HH:MM:SS.ffffff`.
+    const TIME_CAST: &'static str = "";
+    const TIME_TEXT: &'static str = "CAST(time AS TEXT)";
+    const SUMMARY_NAMES: &'static str = "trial_name, metric_name";
+
+    fn check_url(url: &str) -> Result<(), StoreError> {
+        Self::parse(url).map(drop)
+    }
+
+    async fn connect(url: &str, settings: &StoreOptions) -> Result<(SqlitePool, String), StoreError> {
         let (options, memory, target) = Self::parse(url)?;
         if !memory {
             check_parent_dir(options.get_filename(), &target).await?;
@@ -145,59 +121,22 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open {
-                backend: BACKEND,
+                backend: Self::BACKEND,
                 target: target.clone(),
                 hint: "check that the path is a writable file, or pass --db sqlite://<writable path>",
                 source,
             })?;
-        Ok(Self { pool, target })
+        Ok((pool, target))
     }
 
-    /// Applies the migrations, or only checks the table (see [`Init`]).
-    pub async fn init(&self, init: Init) -> Result<(), StoreError> {
-        match init {
-            Init::Migrate => MIGRATOR
-                .run(&self.pool)
-                .await
-                .map_err(|source| StoreError::Migrate {
-                    backend: BACKEND,
-                    target: self.target.clone(),
-                    source,
-                }),
-            Init::CheckOnly => sqlx::query(CHECK)
-                .fetch_optional(&self.pool)
-                .await
-                .map(drop)
-                .map_err(|source| StoreError::MissingSchema {
-                    backend: BACKEND,
-                    target: self.target.clone(),
-                    source,
-                }),
-        }
+    /// `GLOB`: case-sensitive, unlike SQLite's `LIKE`, and able to use the index.
+    fn push_prefix(query: &mut QueryBuilder<Sqlite>, prefix: &str) {
+        query.push("trial_name GLOB ");
+        query.push_bind(glob_prefix(prefix));
     }
 
-    /// The underlying pool (for tests and tools that need raw SQL).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-}
-
-/// Appends `trials`' condition to a bulk read: `trial_name IN (...)` or a `GLOB` prefix
-/// (case-sensitive, unlike SQLite's `LIKE`, and able to use the index).
-fn push_trials(query: &mut QueryBuilder<Sqlite>, names: Option<&[&str]>, prefix: &str) {
-    match names {
-        Some(names) => {
-            query.push("trial_name IN (");
-            let mut list = query.separated(", ");
-            for name in names {
-                list.push_bind(*name);
-            }
-            query.push(")");
-        }
-        None => {
-            query.push("trial_name GLOB ");
-            query.push_bind(glob_prefix(prefix));
-        }
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -214,192 +153,6 @@ fn glob_prefix(prefix: &str) -> String {
     }
     pattern.push('*');
     pattern
-}
-
-/// The statements of one bulk read: one per chunk of names, or one for a prefix.
-fn trial_chunks(trials: &TrialSet) -> Vec<(Option<Vec<&str>>, &str)> {
-    match trials {
-        TrialSet::Names(names) => name_chunks(names)
-            .into_iter()
-            .map(|chunk| (Some(chunk), ""))
-            .collect(),
-        TrialSet::Prefix(prefix) => vec![(None, prefix.as_str())],
-    }
-}
-
-#[tonic::async_trait]
-impl ObservationStore for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn append(
-        &self,
-        trial: &str,
-        logs: &[MetricRow],
-        key: Option<&ReportKey>,
-    ) -> Result<Appended, StoreError> {
-        if logs.is_empty() {
-            return Ok(Appended::Stored);
-        }
-        check_times(logs)?;
-        let mut tx = self.pool.begin().await.map_err(query("begin transaction"))?;
-        if let Some(key) = key {
-            let inserted = sqlx::query(INSERT_KEY)
-                .bind(trial)
-                .bind(key.hex())
-                .execute(&mut *tx)
-                .await
-                .map_err(query("insert into report_keys"))?;
-            if inserted.rows_affected() == 0 {
-                return Ok(Appended::Duplicate);
-            }
-        }
-        for chunk in logs.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(INSERT);
-            insert.push_values(chunk, |mut values, row| {
-                values
-                    .push_bind(trial)
-                    .push_bind(to_sql_text(row.time))
-                    .push_bind(row.metric_name.as_str())
-                    .push_bind(row.value.as_str());
-            });
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query("insert into observation_logs"))?;
-        }
-        let deltas = summarize(logs);
-        for chunk in deltas.chunks(ROWS_PER_INSERT) {
-            let mut upsert = QueryBuilder::<Sqlite>::new(UPSERT_SUMMARY);
-            upsert.push_values(chunk, |mut values, delta| {
-                values
-                    .push_bind(trial)
-                    .push_bind(delta.metric)
-                    .push_bind(delta.min.map(|(n, _)| n))
-                    .push_bind(delta.min.map(|(_, text)| text))
-                    .push_bind(delta.max.map(|(n, _)| n))
-                    .push_bind(delta.max.map(|(_, text)| text))
-                    .push_bind(to_sql_text(delta.latest.0))
-                    .push_bind(delta.latest.1);
-            });
-            upsert.push(ON_SUMMARY_CONFLICT);
-            upsert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query("upsert into metric_summaries"))?;
-        }
-        tx.commit().await.map_err(query("commit"))?;
-        Ok(Appended::Stored)
-    }
-
-    async fn get(&self, q: &LogQuery) -> Result<Vec<MetricRow>, StoreError> {
-        let mut select = QueryBuilder::<Sqlite>::new(SELECT);
-        select.push_bind(q.trial.as_str());
-        if let Some(metric) = &q.metric {
-            select.push(" AND metric_name = ").push_bind(metric.as_str());
-        }
-        if let Some(start) = q.start {
-            select.push(" AND time >= ").push_bind(to_sql_text(start));
-        }
-        if let Some(end) = q.end {
-            select.push(" AND time <= ").push_bind(to_sql_text(end));
-        }
-        select.push(" ORDER BY time, id");
-        let rows: Vec<SqlRow> = select
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query("select from observation_logs"))?;
-        Ok(into_metric_rows(BACKEND, rows))
-    }
-
-    async fn get_trials(
-        &self,
-        trials: &TrialSet,
-        metric: Option<&str>,
-    ) -> Result<BTreeMap<String, Vec<MetricRow>>, StoreError> {
-        let mut rows = Vec::new();
-        for (names, prefix) in trial_chunks(trials) {
-            let mut select = QueryBuilder::<Sqlite>::new(SELECT_TRIALS);
-            push_trials(&mut select, names.as_deref(), prefix);
-            if let Some(metric) = metric {
-                select.push(" AND metric_name = ").push_bind(metric);
-            }
-            select.push(" ORDER BY trial_name, time, id");
-            let chunk: Vec<TrialSqlRow> = select
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(query("select trials from observation_logs"))?;
-            rows.extend(chunk);
-        }
-        Ok(group_rows(BACKEND, rows))
-    }
-
-    async fn best_values(
-        &self,
-        trials: &TrialSet,
-        goals: &[MetricGoal],
-    ) -> Result<Vec<super::BestValue>, StoreError> {
-        let metrics = goal_metrics(goals);
-        if metrics.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut rows = Vec::new();
-        for (names, prefix) in trial_chunks(trials) {
-            let mut select = QueryBuilder::<Sqlite>::new(SELECT_SUMMARIES);
-            push_trials(&mut select, names.as_deref(), prefix);
-            select.push(" AND metric_name IN (");
-            let mut list = select.separated(", ");
-            for metric in &metrics {
-                list.push_bind(*metric);
-            }
-            select.push(")");
-            let chunk: Vec<SummaryRow> = select
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(query("select from metric_summaries"))?;
-            rows.extend(chunk);
-        }
-        Ok(pick_best(rows, goals))
-    }
-
-    async fn delete(&self, trial: &str) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(query("begin transaction"))?;
-        let mut deleted = 0;
-        for (i, statement) in DELETE.into_iter().enumerate() {
-            let done = sqlx::query(statement)
-                .bind(trial)
-                .execute(&mut *tx)
-                .await
-                .map_err(query("delete a trial's observations"))?;
-            if i == 0 {
-                deleted = done.rows_affected();
-            }
-        }
-        tx.commit().await.map_err(query("commit"))?;
-        Ok(deleted)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(query("ping"))
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |source| query_error(BACKEND, operation, source)
 }
 
 /// `sqlite::memory:`, `sqlite://:memory:` or `...?mode=memory`.
@@ -428,7 +181,7 @@ async fn check_parent_dir(path: &Path, target: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MetricGoal, TrialSet};
+    use crate::store::{Init, LogQuery, MetricGoal, MetricRow, ObservationStore, TrialSet};
     use crate::testsuite;
     use sqlx::Connection as _;
 
