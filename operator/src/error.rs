@@ -44,6 +44,8 @@ pub enum Error {
     Leader(String),
     #[error("admission webhooks: {0}")]
     Webhook(String),
+    #[error("--experiment-store {url}: cannot open the experiment store: {message}")]
+    ExperimentStore { url: String, message: String },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -63,6 +65,7 @@ impl Error {
             Error::Bind { .. } => "bind",
             Error::Leader(_) => "leader",
             Error::Webhook(_) => "webhook",
+            Error::ExperimentStore { .. } => "experiment_store",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -204,6 +204,19 @@ async fn reconcile_inner(cached: &DynamicObject, ctx: &Context) -> Result<Action
         decision.status.clone(),
     )
     .await?;
+    if let Some(m) = &ctx.mirror {
+        // What `katib ui` shows: the status just written and every Trial as read above.
+        let mut shown = exp.clone();
+        shown.status = Some(decision.status.clone());
+        let with_versions: Vec<(Trial, String)> = trial_objs
+            .iter()
+            .filter_map(|o| {
+                let t = typed::<Trial>(o).ok()?;
+                Some((t, o.metadata.resource_version.clone().unwrap_or_default()))
+            })
+            .collect();
+        m.sync(&shown, &with_versions).await;
+    }
     if decision.completed {
         if !was_done {
             let succeeded =

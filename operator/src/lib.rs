@@ -10,6 +10,8 @@
 //!   deletes observation logs in a finalizer.
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease.
 //! - [`metrics`]: Prometheus metrics and health probes.
+//! - [`mirror`]: Experiments and Trials written to the experiment store `katib ui` reads
+//!   (`--experiment-store`).
 //!
 //! Like every katib-rs service, the entry point is [`run`] with clap [`Args`].
 
@@ -20,6 +22,7 @@ pub mod gjson;
 pub mod inject;
 pub mod leader;
 pub mod metrics;
+pub mod mirror;
 pub mod trial;
 pub mod util;
 pub mod webhook;
@@ -108,6 +111,11 @@ pub struct Args {
     /// Reconciles run at once per controller.
     #[arg(long, env = "KATIB_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    /// Mirror Experiments and Trials into this experiment store (a database URL:
+    /// `mysql://...`, `postgres://...`, `sqlite://...`) so `katib ui --db URL` shows them.
+    /// No mirroring when unset.
+    #[arg(long, env = "KATIB_EXPERIMENT_STORE")]
+    pub experiment_store: Option<String>,
     #[command(flatten)]
     pub webhook: webhook::WebhookArgs,
 }
@@ -127,6 +135,8 @@ pub struct Context {
     pub client: kube::Client,
     pub args: Args,
     pub metrics: Arc<metrics::Metrics>,
+    /// Set with `--experiment-store`.
+    pub mirror: Option<Arc<mirror::Mirror>>,
     channels: Mutex<HashMap<String, Channel>>,
     resources: Mutex<HashMap<String, ApiResource>>,
 }
@@ -137,6 +147,7 @@ impl Context {
             client,
             args,
             metrics,
+            mirror: None,
             channels: Mutex::new(HashMap::new()),
             resources: Mutex::new(HashMap::new()),
         }
@@ -241,6 +252,21 @@ pub async fn run(
         .await
         .map_err(|e| Error::CrdsMissing(e.to_string()))?;
 
+    // The experiment store (`--experiment-store`) is opened before anything else runs, so
+    // a bad URL stops the controller at once.
+    let store = match &args.experiment_store {
+        Some(url) => Some(
+            katib_db_manager::experiments::open_experiment_store(url)
+                .await
+                .map_err(|e| Error::ExperimentStore {
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?
+                .0,
+        ),
+        None => None,
+    };
+
     // Every replica serves the webhooks (the API server may call any of them).
     let (algorithms, early_stopping) = experiment::known_algorithms(&args);
     webhook::start(
@@ -276,7 +302,18 @@ pub async fn run(
         }
     };
 
-    let ctx = Arc::new(Context::new(client.clone(), args.clone(), metrics.clone()));
+    let mut ctx = Context::new(client.clone(), args.clone(), metrics.clone());
+    if let Some(store) = store {
+        let m = Arc::new(mirror::Mirror::new(store));
+        let api: Api<DynamicObject> = match &args.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &crds::EXPERIMENT.api_resource()),
+            None => Api::all_with(client.clone(), &crds::EXPERIMENT.api_resource()),
+        };
+        tokio::spawn(m.clone().watch_deletions(api));
+        info!("mirroring experiments to the experiment store");
+        ctx.mirror = Some(m);
+    }
+    let ctx = Arc::new(ctx);
     let stop = futures::future::select(Box::pin(shutdown), Box::pin(lost));
     let stop = futures::FutureExt::shared(futures::FutureExt::map(stop, |_| ()));
 

@@ -565,17 +565,95 @@ fn assert_succeeded(w: &World, exp: &str, max: usize, done: &BTreeMap<String, f6
     }
 }
 
+/// The experiment store written by `--experiment-store` shows what `katib ui` would: the
+/// Experiment Succeeded, and one row per Trial with the objective value the test pushed.
+fn assert_mirrored(w: &World, store_url: &str, exp: &str, done: &BTreeMap<String, f64>) {
+    let (store, _) =
+        w.rt.block_on(katib_db_manager::experiments::open_experiment_store(store_url))
+            .unwrap();
+    let read = || {
+        w.rt.block_on(async {
+            let list = store.list_experiments(Some(&w.ns)).await.unwrap();
+            let rows: Vec<(String, Value)> = store
+                .trial_rows(&w.ns, exp)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(n, r)| (n, serde_json::from_str(&r).unwrap()))
+                .collect();
+            (list, rows)
+        })
+    };
+    // The mirror is written right after the status the test saw: allow it a moment.
+    w.wait_until(
+        "the experiment store to show the completed experiment",
+        Duration::from_secs(30),
+        || {
+            let (list, rows) = read();
+            list.iter().any(|e| e.name == exp && e.status == "Succeeded")
+                && rows.len() == done.len()
+                && rows.iter().all(|(_, r)| r["status"] == "Succeeded")
+        },
+    );
+    let (list, rows) = read();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let e = &list[0];
+    assert_eq!(
+        (e.namespace.as_str(), e.name.as_str(), e.status.as_str()),
+        (w.ns.as_str(), exp, "Succeeded")
+    );
+    let summary: Value = serde_json::from_str(&e.summary).unwrap();
+    assert_eq!(summary["trials"], done.len(), "{summary:#}");
+    assert_eq!(summary["succeeded"], done.len(), "{summary:#}");
+    let best = done.values().copied().fold(f64::MIN, f64::max);
+    assert_eq!(summary["bestValue"].as_f64(), Some(best), "{summary:#}");
+    let mut seqs = BTreeSet::new();
+    for (name, row) in &rows {
+        let pushed = done
+            .get(name)
+            .unwrap_or_else(|| panic!("row of unknown trial {name}"));
+        assert_eq!(row["objective"].as_f64(), Some(*pushed), "{name}: {row:#}");
+        assert_eq!(row["metrics"]["accuracy"], pushed.to_string(), "{name}: {row:#}");
+        assert_eq!(
+            row["params"].as_object().map(|p| p.len()),
+            Some(2),
+            "{name}: {row:#}"
+        );
+        seqs.insert(row["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (0..done.len() as i64).collect::<BTreeSet<_>>());
+    // The record holds the whole Experiment and each Trial, as `katib ui` serves them.
+    let rec = w.rt.block_on(store.get_experiment(&w.ns, exp)).unwrap().unwrap();
+    let body: Value = serde_json::from_str(&rec.body).unwrap();
+    assert_eq!(body["metadata"]["name"], exp);
+    let first = &rows[0].0;
+    let trial =
+        w.rt.block_on(store.get_trial(&w.ns, exp, first))
+            .unwrap()
+            .unwrap();
+    assert!(trial.contains("\"observation\""), "{trial}");
+}
+
 #[test]
 fn kube_random_experiment_with_batch_jobs() {
     let Some(cluster) = cluster("kube_random_experiment_with_batch_jobs") else {
         return;
     };
-    let w = World::new(cluster, "batch");
+    // The controller mirrors Experiments and Trials into the experiment store `katib ui`
+    // reads (`--experiment-store`).
+    let ui_dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite://{}", ui_dir.path().join("ui.db").display());
+    let w = World::with_args(
+        cluster,
+        "batch",
+        &["--experiment-store".to_string(), store_url.clone()],
+    );
     w.cluster
         .apply(Some(&w.ns), &random_experiment("random", 6, 3, JOB_TEMPLATE));
     let done = w.drive("random", "jobs", "Complete", Duration::from_secs(180));
     assert_eq!(done.len(), 6);
     assert_succeeded(&w, "random", 6, &done);
+    assert_mirrored(&w, &store_url, "random", &done);
     // retain is false: the jobs are deleted once their trials complete.
     w.wait_until("jobs deleted", Duration::from_secs(60), || {
         w.cluster.items(&w.ns, "jobs").is_empty()
@@ -589,6 +667,17 @@ fn kube_random_experiment_with_batch_jobs() {
         table.contains("REQUESTED") && table.contains("ASSIGNED"),
         "{table}"
     );
+    // Deleting the Experiment deletes its record from the experiment store.
+    w.cluster
+        .run(&["delete", "experiment", "random", "-n", &w.ns, "--wait=false"]);
+    let (store, _) =
+        w.rt.block_on(katib_db_manager::experiments::open_experiment_store(&store_url))
+            .unwrap();
+    w.wait_until("the experiment's record deleted", Duration::from_secs(30), || {
+        w.rt.block_on(store.list_experiments(Some(&w.ns)))
+            .unwrap()
+            .is_empty()
+    });
 }
 
 #[test]

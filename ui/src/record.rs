@@ -151,6 +151,49 @@ pub fn stored_body(exp: &Experiment) -> String {
     serde_json::to_string(&exp).unwrap_or_default()
 }
 
+/// The stored record of an experiment (with its list-view summary): the one conversion
+/// shared by `katib run`'s recorder and the Kubernetes controller's mirror.
+pub fn experiment_record(
+    exp: &Experiment,
+    created: &str,
+    run_dir: Option<String>,
+    now: &str,
+) -> (ExperimentRecord, Value) {
+    let summary = experiment_summary(exp);
+    let status = status_of(
+        exp.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default(),
+    );
+    let record = ExperimentRecord {
+        namespace: namespace_of(&exp.metadata),
+        name: exp.metadata.name.clone().unwrap_or_default(),
+        status,
+        summary: summary.to_string(),
+        body: stored_body(exp),
+        run_dir,
+        created: created.to_string(),
+        updated: now.to_string(),
+    };
+    (record, summary)
+}
+
+/// The stored record of a trial numbered `seq` (with its table row).
+pub fn trial_record(trial: &Trial, seq: i64, now: &str) -> (TrialRecord, Value) {
+    let row = trial_row(trial, seq);
+    let record = TrialRecord {
+        name: trial.metadata.name.clone().unwrap_or_default(),
+        seq,
+        status: row["status"].as_str().unwrap_or_default().to_string(),
+        objective: objective_of(trial),
+        row: row.to_string(),
+        body: serde_json::to_string(trial).unwrap_or_default(),
+        updated: now.to_string(),
+    };
+    (record, row)
+}
+
 /// Writes a run's snapshots to the store and publishes them on the hub. One per experiment
 /// run; it numbers trials in the order it first sees them.
 pub struct Recorder {
@@ -205,23 +248,8 @@ impl Recorder {
                     .unwrap_or_else(|| now.clone())
             })
             .clone();
-        let summary = experiment_summary(exp);
-        let status = status_of(
-            exp.status
-                .as_ref()
-                .map(|s| s.conditions.as_slice())
-                .unwrap_or_default(),
-        );
-        let record = ExperimentRecord {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            status: status.clone(),
-            summary: summary.to_string(),
-            body: stored_body(exp),
-            run_dir: self.run_dir.clone(),
-            created: created.clone(),
-            updated: now,
-        };
+        let (record, summary) = experiment_record(exp, &created, self.run_dir.clone(), &now);
+        let status = record.status.clone();
         self.store.put_experiment(&record).await?;
         self.hub.publish(Change::Experiment {
             namespace,
@@ -247,16 +275,8 @@ impl Recorder {
             let name = t.metadata.name.clone().unwrap_or_default();
             let next = self.seq.len() as i64;
             let seq = *self.seq.entry(name.clone()).or_insert(next);
-            let row = trial_row(t, seq);
-            records.push(TrialRecord {
-                name,
-                seq,
-                status: row["status"].as_str().unwrap_or_default().to_string(),
-                objective: objective_of(t),
-                row: row.to_string(),
-                body: serde_json::to_string(t).unwrap_or_default(),
-                updated: now.clone(),
-            });
+            let (record, row) = trial_record(t, seq, &now);
+            records.push(record);
             rows.push(row);
         }
         self.store.put_trials(&namespace, &experiment, &records).await?;
