@@ -486,8 +486,8 @@ versions() {
     echo "binaries: $BIN"
     "$BIN/kube-apiserver" --version
     "$BIN/kube-controller-manager" --version
-    "$BIN/kubectl" version --client 2>/dev/null | head -n1
-    "$BIN/etcd" --version | head -n3
+    "$BIN/kubectl" version --client 2>/dev/null | sed -n 1p  # sed reads all: no SIGPIPE under pipefail
+    "$BIN/etcd" --version | sed -n 1,3p
     "$(go_bin)" version "$BIN/kube-apiserver" 2>/dev/null || true
     [[ -f "$VDIR/build-seconds" ]] && echo "build took $(cat "$VDIR/build-seconds")s"
   else
