@@ -797,22 +797,7 @@ mod tests {
         let f = |a: &[pb::ParameterAssignment]| Some(-(num(a, "a").powi(2) + num(a, "b").powi(2)));
         let one = drive(&[("random_state", "7")], params, 30, 1, f);
         let three = drive(&[("random_state", "7")], params, 30, 3, f);
-        let pts = |ts: &[pb::Trial]| -> Vec<Vec<String>> {
-            ts.iter()
-                .map(|t| {
-                    t.spec
-                        .as_ref()
-                        .unwrap()
-                        .parameter_assignments
-                        .as_ref()
-                        .unwrap()
-                        .assignments
-                        .iter()
-                        .map(|a| a.value.clone())
-                        .collect()
-                })
-                .collect()
-        };
+        let pts = |ts: &[pb::Trial]| -> Vec<Vec<String>> { ts.iter().map(trial_values).collect() };
         // Sequential trials finish before the next ask; in batches of 3 a generation (lambda 5)
         // gets one extra point while its last candidates run. The candidates are the same.
         let one_set: HashSet<_> = pts(&one).into_iter().collect();
@@ -861,21 +846,7 @@ mod tests {
                 assert!(space.parse_assignments(a).is_some(), "{a:?}");
                 assert_eq!(a[7].value, "3");
             }
-            let distinct: HashSet<Vec<String>> = trials
-                .iter()
-                .map(|t| {
-                    t.spec
-                        .as_ref()
-                        .unwrap()
-                        .parameter_assignments
-                        .as_ref()
-                        .unwrap()
-                        .assignments
-                        .iter()
-                        .map(|a| a.value.clone())
-                        .collect()
-                })
-                .collect();
+            let distinct: HashSet<Vec<String>> = trials.iter().map(trial_values).collect();
             assert_eq!(distinct.len(), trials.len(), "{strategy}: repeated a point");
         }
     }
@@ -892,21 +863,7 @@ mod tests {
                 .suggest(&request(&settings, params(), trials.clone(), 3))
                 .unwrap();
             assert!(out.assignments.is_empty() && out.exhausted, "{strategy}");
-            let distinct: HashSet<Vec<String>> = trials
-                .iter()
-                .map(|t| {
-                    t.spec
-                        .as_ref()
-                        .unwrap()
-                        .parameter_assignments
-                        .as_ref()
-                        .unwrap()
-                        .assignments
-                        .iter()
-                        .map(|a| a.value.clone())
-                        .collect()
-                })
-                .collect();
+            let distinct: HashSet<Vec<String>> = trials.iter().map(trial_values).collect();
             assert_eq!(distinct.len(), 12);
         }
     }

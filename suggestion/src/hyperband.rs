@@ -774,21 +774,7 @@ mod tests {
         assert_eq!(out.assignments.len(), 2);
         assert!(out.assignments.iter().all(|a| get(a, "epochs") == "1"));
         // No configuration at one resource is ever repeated.
-        let keys: HashSet<Vec<String>> = trials
-            .iter()
-            .map(|t| {
-                t.spec
-                    .as_ref()
-                    .unwrap()
-                    .parameter_assignments
-                    .as_ref()
-                    .unwrap()
-                    .assignments
-                    .iter()
-                    .map(|a| a.value.clone())
-                    .collect()
-            })
-            .collect();
+        let keys: HashSet<Vec<String>> = trials.iter().map(trial_values).collect();
         assert_eq!(keys.len(), 23);
     }
 

@@ -760,6 +760,15 @@ pub(crate) mod testing {
             .collect()
     }
 
+    /// The assignment values of a request trial, in its order.
+    pub fn trial_values(t: &pb::Trial) -> Vec<String> {
+        t.spec
+            .as_ref()
+            .and_then(|s| s.parameter_assignments.as_ref())
+            .map(|a| a.assignments.iter().map(|a| a.value.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// A parameter spec.
     pub fn param(
         name: &str,

@@ -264,21 +264,7 @@ fn batches_spread_out_and_finite_spaces_never_repeat() {
             Some(&format!("{}", c as f64 / 10.0)),
         ));
     }
-    let taken: HashSet<Vec<String>> = trials
-        .iter()
-        .map(|t| {
-            t.spec
-                .as_ref()
-                .unwrap()
-                .parameter_assignments
-                .as_ref()
-                .unwrap()
-                .assignments
-                .iter()
-                .map(|a| a.value.clone())
-                .collect()
-        })
-        .collect();
+    let taken: HashSet<Vec<String>> = trials.iter().map(trial_values).collect();
     for tpe in both() {
         let out = tpe
             .suggest(&request(
