@@ -675,6 +675,10 @@ mod tests {
         exp
     }
 
+    async fn get(app: &Router, uri: &str) -> (StatusCode, Value, String) {
+        send(app, Method::GET, uri, None).await
+    }
+
     async fn send(
         app: &Router,
         method: Method,
@@ -700,27 +704,21 @@ mod tests {
     async fn list_detail_trial_and_intermediate() {
         let (state, store) = state(None).await;
         let app = app(state.clone());
-        let (code, body, _) = send(&app, Method::GET, "/api/experiments", None).await;
+        let (code, body, _) = get(&app, "/api/experiments").await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(body["experiments"], json!([]));
 
         seed(&state, &store, None).await;
-        let (_, body, _) = send(&app, Method::GET, "/api/experiments?namespace=kubeflow", None).await;
+        let (_, body, _) = get(&app, "/api/experiments?namespace=kubeflow").await;
         let e = &body["experiments"][0];
         assert_eq!(e["name"], "random-example");
         assert_eq!(e["status"], "Running");
         assert_eq!(e["summary"]["bestValue"], 0.9);
         assert_eq!(e["summary"]["succeeded"], 2);
-        let (_, body, _) = send(&app, Method::GET, "/api/experiments?namespace=other", None).await;
+        let (_, body, _) = get(&app, "/api/experiments?namespace=other").await;
         assert_eq!(body["experiments"], json!([]));
 
-        let (code, d, _) = send(
-            &app,
-            Method::GET,
-            "/api/experiments/kubeflow/random-example",
-            None,
-        )
-        .await;
+        let (code, d, _) = get(&app, "/api/experiments/kubeflow/random-example").await;
         assert_eq!(code, StatusCode::OK);
         let names: Vec<&str> = d["trials"]
             .as_array()
@@ -739,38 +737,20 @@ mod tests {
             "accuracy"
         );
 
-        let (code, t, _) = send(
-            &app,
-            Method::GET,
-            "/api/experiments/kubeflow/random-example/trials/t-b",
-            None,
-        )
-        .await;
+        let (code, t, _) = get(&app, "/api/experiments/kubeflow/random-example/trials/t-b").await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(t["trial"]["metadata"]["name"], "t-b");
         assert_eq!(t["metrics"]["accuracy"].as_array().unwrap().len(), 3);
 
-        let (_, i, _) = send(
-            &app,
-            Method::GET,
-            "/api/experiments/kubeflow/random-example/intermediate",
-            None,
-        )
-        .await;
+        let (_, i, _) = get(&app, "/api/experiments/kubeflow/random-example/intermediate").await;
         assert_eq!(i["metric"], "accuracy");
         assert_eq!(i["curves"][0]["trial"], "t-b");
         assert_eq!(i["curves"][0]["points"], json!([[1, 0.3], [2, 0.6], [3, 0.9]]));
 
-        let (code, body, _) = send(&app, Method::GET, "/api/experiments/kubeflow/nope", None).await;
+        let (code, body, _) = get(&app, "/api/experiments/kubeflow/nope").await;
         assert_eq!(code, StatusCode::NOT_FOUND);
         assert!(body["error"].as_str().unwrap().contains("kubeflow/nope"));
-        let (code, _, _) = send(
-            &app,
-            Method::GET,
-            "/api/experiments/kubeflow/random-example/trials/zzz",
-            None,
-        )
-        .await;
+        let (code, _, _) = get(&app, "/api/experiments/kubeflow/random-example/trials/zzz").await;
         assert_eq!(code, StatusCode::NOT_FOUND);
     }
 
@@ -782,29 +762,15 @@ mod tests {
         let (state, store) = state(None).await;
         seed(&state, &store, Some(dir.path().display().to_string())).await;
         let app = app(state);
-        let (code, _, text) = send(
-            &app,
-            Method::GET,
-            "/api/experiments/kubeflow/random-example/trials/t-b/log",
-            None,
-        )
-        .await;
+        let (code, _, text) = get(&app, "/api/experiments/kubeflow/random-example/trials/t-b/log").await;
         assert_eq!(code, StatusCode::OK);
         assert!(text.contains("accuracy=0.3"));
         // A trial without a log file, and a name that is not a trial.
-        let (code, _, _) = send(
-            &app,
-            Method::GET,
-            "/api/experiments/kubeflow/random-example/trials/t-a/log",
-            None,
-        )
-        .await;
+        let (code, _, _) = get(&app, "/api/experiments/kubeflow/random-example/trials/t-a/log").await;
         assert_eq!(code, StatusCode::NOT_FOUND);
-        let (code, _, _) = send(
+        let (code, _, _) = get(
             &app,
-            Method::GET,
             "/api/experiments/kubeflow/random-example/trials/..%2F..%2Fetc/log",
-            None,
         )
         .await;
         assert_eq!(code, StatusCode::NOT_FOUND);
@@ -946,17 +912,17 @@ mod tests {
     async fn static_files_and_unknown_routes() {
         let (state, _) = state(None).await;
         let app = app(state);
-        let (code, _, text) = send(&app, Method::GET, "/e/some/page", None).await;
+        let (code, _, text) = get(&app, "/e/some/page").await;
         assert_eq!(code, StatusCode::OK);
         assert!(text.contains("<html") || text.contains("<!doctype"), "{text}");
-        let (code, body, _) = send(&app, Method::GET, "/api/info", None).await;
+        let (code, body, _) = get(&app, "/api/info").await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(body["canLaunch"], false);
         assert!(body["workDir"].as_str().unwrap().starts_with('/'));
-        let (code, body, _) = send(&app, Method::GET, "/api/nothing/here", None).await;
+        let (code, body, _) = get(&app, "/api/nothing/here").await;
         assert_eq!(code, StatusCode::NOT_FOUND);
         assert!(body["error"].as_str().unwrap().contains("/api/nothing/here"));
-        let (code, _, _) = send(&app, Method::GET, "/assets/missing.js", None).await;
+        let (code, _, _) = get(&app, "/assets/missing.js").await;
         assert_eq!(code, StatusCode::NOT_FOUND);
     }
 
