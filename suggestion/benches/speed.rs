@@ -78,6 +78,21 @@ fn serve(addr: &str) {
         .enable_all()
         .build()
         .expect("runtime");
+    // Each line on stdin asks for the process's CPU time so far (all threads, exited ones
+    // too, so the decoder's short-lived scoped threads count), answered in ns on stdout.
+    std::thread::spawn(|| {
+        for line in std::io::stdin().lines() {
+            if line.is_err() {
+                break;
+            }
+            let usage =
+                nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).expect("getrusage");
+            let ns =
+                |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1_000;
+            println!("{}", ns(usage.user_time()) + ns(usage.system_time()));
+            std::io::stdout().flush().ok();
+        }
+    });
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         println!("ready");
@@ -103,16 +118,20 @@ fn memory(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Nanoseconds the process's threads have run on a CPU (`/proc/<pid>/task/*/schedstat`):
-/// unlike wall time, not inflated when other work shares the machine.
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+/// The service's CPU time so far in ns (user + system, every thread it has had), asked over
+/// its stdin: unlike wall time, not inflated when other work shares the machine.
+struct CpuProbe {
+    ask: std::process::ChildStdin,
+    answers: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl CpuProbe {
+    fn ns(&mut self) -> u64 {
+        writeln!(self.ask, "cpu").expect("ask the service for its CPU time");
+        let mut line = String::new();
+        self.answers.read_line(&mut line).expect("the service's CPU time");
+        line.trim().parse().expect("CPU ns")
+    }
 }
 
 fn history(n: usize, seed: u64) -> Vec<pb::Trial> {
@@ -142,24 +161,37 @@ fn main() {
             return;
         }
         Some("--in-process") => {
-            // Profiling aid: calls the algorithm directly, no gRPC.
+            // Profiling aid: `--in-process N BATCH [ALGORITHM]` calls the algorithm directly,
+            // no gRPC, decoding the request from its bytes as the service does.
             let n: usize = raw.next().expect("n").parse().expect("n");
             let batch: usize = raw.next().expect("batch").parse().expect("batch");
+            let name = raw.next().unwrap_or_else(|| "bayesianoptimization".into());
             let f = testfunctions::hartmann6();
             let request = pb::GetSuggestionsRequest {
-                experiment: Some(f.experiment("bayesianoptimization", &[("random_state", "1")], 10_000)),
+                experiment: Some(f.experiment(&name, &[("random_state", "1")], 10_000)),
                 trials: history(n, n as u64),
                 current_request_number: batch as i32,
                 total_request_number: (n + batch) as i32,
             };
+            let bytes = bytes::Bytes::from(prost::Message::encode_to_vec(&request));
             let registry = katib_suggestion::Registry::builtin();
-            let algo = registry.get("bayesianoptimization").expect("algorithm");
-            for _ in 0..5 {
+            let algo = registry.get(&name).expect("algorithm");
+            let (mut decode, mut suggest) = (Vec::new(), Vec::new());
+            for _ in 0..200 {
                 let t = Instant::now();
-                let req = katib_suggestion::SuggestRequest::from_pb(&request).expect("request");
+                let req = katib_suggestion::wire::decode_request(bytes.clone(), None).expect("request");
+                decode.push(t.elapsed());
+                let t = Instant::now();
                 algo.suggest(&req).expect("suggest");
-                eprintln!("in-process {n} x{batch}: {:?}", t.elapsed());
+                suggest.push(t.elapsed());
             }
+            decode.sort();
+            suggest.sort();
+            eprintln!(
+                "in-process {name} {n} x{batch}: p50 decode {:?}, suggest {:?}",
+                decode[decode.len() / 2],
+                suggest[suggest.len() / 2]
+            );
             return;
         }
         _ => {}
@@ -178,14 +210,18 @@ fn main() {
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(std::env::current_exe().expect("current exe"))
         .args(["--serve", &addr])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the service");
+    let mut answers = std::io::BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("service ready");
+    answers.read_line(&mut line).expect("service ready");
+    let mut probe = CpuProbe {
+        ask: child.stdin.take().expect("stdin"),
+        answers,
+    };
     let pid = child.id();
     let (rss0, _) = memory(pid);
     println!("suggestion service pid {pid}, idle VmRSS {rss0:.1} MiB");
@@ -202,9 +238,9 @@ fn main() {
             .max_decoding_message_size(usize::MAX >> 1)
             .max_encoding_message_size(usize::MAX >> 1);
         println!(
-            "\n| algorithm | observations | batch | p50 ms | min ms | max ms | p50 CPU ms | VmRSS MiB | VmHWM MiB |"
+            "\n| algorithm | observations | batch | p50 ms | min ms | max ms | p50 CPU ms | cold p50 ms | cold p50 CPU ms | VmRSS MiB | VmHWM MiB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         let f = testfunctions::hartmann6();
         for algorithm in &args.algorithms {
             let experiment = f.experiment(algorithm, &[("random_state", "1")], 10_000);
@@ -217,38 +253,59 @@ fn main() {
                         current_request_number: batch as i32,
                         total_request_number: (n + batch) as i32,
                     };
-                    let mut times = Vec::with_capacity(args.repeats);
-                    let mut cpu = Vec::with_capacity(args.repeats);
-                    // One warm-up call, then the measured ones.
+                    // Two kinds of call, alternating:
+                    // - steady: what the controller sends during an experiment, the previous
+                    //   call's history with the last `batch` trials changed (they finished);
+                    //   the service reuses what it decoded for the rest;
+                    // - cold: an experiment the service has not seen (a new name each time), so
+                    //   the whole history is decoded, as on a service's first call.
+                    let mut steady = (Vec::new(), Vec::new());
+                    let mut cold = (Vec::new(), Vec::new());
+                    // One warm-up round, then the measured ones.
                     for rep in 0..=args.repeats {
-                        let c0 = cpu_ns(pid);
-                        let t = Instant::now();
-                        let reply = client
-                            .get_suggestions(request.clone())
-                            .await
-                            .expect("GetSuggestions");
-                        let dt = t.elapsed();
-                        let dc = cpu_ns(pid).saturating_sub(c0) as f64 / 1e6;
-                        assert_eq!(reply.get_ref().parameter_assignments.len(), batch);
-                        if rep > 0 {
-                            times.push(dt);
-                            cpu.push(dc);
+                        for is_cold in [false, true] {
+                            // The copy is the bench's, not the call's: made before the clock starts.
+                            let mut copy = request.clone();
+                            if is_cold {
+                                copy.experiment.as_mut().expect("experiment").name = format!("cold-{rep}");
+                            } else {
+                                for t in copy.trials.iter_mut().rev().take(batch) {
+                                    let metric = &mut t.status.as_mut().expect("status").observation.as_mut().expect("observation").metrics[0];
+                                    metric.value = format!("{}{rep}", metric.value);
+                                }
+                            }
+                            let c0 = probe.ns();
+                            let t = Instant::now();
+                            let reply = client
+                                .get_suggestions(copy)
+                                .await
+                                .expect("GetSuggestions");
+                            let dt = t.elapsed();
+                            let dc = probe.ns().saturating_sub(c0) as f64 / 1e6;
+                            assert_eq!(reply.get_ref().parameter_assignments.len(), batch);
+                            if rep > 0 {
+                                let (times, cpu) = if is_cold { &mut cold } else { &mut steady };
+                                times.push(dt);
+                                cpu.push(dc);
+                            }
                         }
                     }
-                    times.sort();
-                    cpu.sort_by(f64::total_cmp);
-                    let cpu50 = cpu[cpu.len() / 2];
                     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-                    let p50 = ms(times[times.len() / 2]);
+                    let median = |(times, cpu): &mut (Vec<Duration>, Vec<f64>)| {
+                        times.sort();
+                        cpu.sort_by(f64::total_cmp);
+                        (ms(times[times.len() / 2]), cpu[cpu.len() / 2], ms(times[0]), ms(times[times.len() - 1]))
+                    };
+                    let (p50, cpu50, min, max) = median(&mut steady);
+                    let (cold50, cold_cpu50, _, _) = median(&mut cold);
                     let (rss, hwm) = memory(pid);
                     println!(
-                        "| {algorithm} | {n} | {batch} | {p50:.1} | {:.1} | {:.1} | {cpu50:.1} | {rss:.1} | {hwm:.1} |",
-                        ms(times[0]),
-                        ms(times[times.len() - 1])
+                        "| {algorithm} | {n} | {batch} | {p50:.1} | {min:.1} | {max:.1} | {cpu50:.1} | {cold50:.1} | {cold_cpu50:.1} | {rss:.1} | {hwm:.1} |"
                     );
                     records.push(serde_json::json!({
                         "algorithm": algorithm, "observations": n, "batch": batch,
-                        "p50_ms": p50, "p50_cpu_ms": cpu50, "min_ms": ms(times[0]), "max_ms": ms(times[times.len() - 1]),
+                        "p50_ms": p50, "p50_cpu_ms": cpu50, "min_ms": min, "max_ms": max,
+                        "cold_p50_ms": cold50, "cold_p50_cpu_ms": cold_cpu50,
                         "vm_rss_mib": rss, "vm_hwm_mib": hwm,
                     }));
                 }

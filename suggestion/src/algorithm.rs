@@ -12,7 +12,9 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use katib_api::pb;
 use rand::SeedableRng as _;
 
@@ -56,7 +58,7 @@ pub struct TrialRecord {
     /// The trial's name.
     pub name: String,
     /// Its assignments, as sent.
-    pub assignments: Vec<pb::ParameterAssignment>,
+    pub assignments: Assignments,
     /// The point those assignments describe in the current space, or `None` if they do not
     /// fit it (a parameter missing or out of the space).
     pub point: Option<Vec<Coord>>,
@@ -64,6 +66,94 @@ pub struct TrialRecord {
     pub condition: TrialCondition,
     /// The objective metric's value, if observed and numeric.
     pub objective: Option<f64>,
+}
+
+/// A trial's parameter assignments as sent: `(name, value)` text pairs in request order.
+///
+/// The pairs are spans of one shared buffer (the request's own bytes when it came off the
+/// wire, see [`crate::wire`]), so a long history costs one allocation per trial instead of two
+/// per assignment.
+#[derive(Clone, Default)]
+pub struct Assignments {
+    buf: Bytes,
+    /// `[name_start, name_end, value_start, value_end]` into `buf`, each range valid UTF-8.
+    spans: Vec<[u32; 4]>,
+}
+
+impl Assignments {
+    /// Pairs copied into a buffer of their own.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        let push = |buf: &mut Vec<u8>, s: &str| {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(s.as_bytes());
+            [start, buf.len() as u32]
+        };
+        for (name, value) in pairs {
+            let [ns, ne] = push(&mut buf, name);
+            let [vs, ve] = push(&mut buf, value);
+            spans.push([ns, ne, vs, ve]);
+        }
+        Assignments {
+            buf: Bytes::from(buf),
+            spans,
+        }
+    }
+
+    /// Spans of `buf` checked to be UTF-8 by the caller (the wire decoder).
+    pub(crate) fn from_spans(buf: Bytes, spans: Vec<[u32; 4]>) -> Self {
+        Assignments { buf, spans }
+    }
+
+    fn text(&self, start: u32, end: u32) -> &str {
+        // Spans were checked when made; this re-check is a few bytes and keeps the type safe.
+        std::str::from_utf8(&self.buf[start as usize..end as usize]).unwrap_or_default()
+    }
+
+    /// Every `(name, value)` pair, in request order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.spans
+            .iter()
+            .map(|&[ns, ne, vs, ve]| (self.text(ns, ne), self.text(vs, ve)))
+    }
+
+    /// The value of the first assignment named `name` (as Katib matches assignments).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        // Names compare as bytes: only the one value returned is re-checked as UTF-8.
+        self.spans
+            .iter()
+            .find(|&&[ns, ne, _, _]| &self.buf[ns as usize..ne as usize] == name.as_bytes())
+            .map(|&[_, _, vs, ve]| self.text(vs, ve))
+    }
+
+    /// The number of pairs.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl From<&[pb::ParameterAssignment]> for Assignments {
+    fn from(assignments: &[pb::ParameterAssignment]) -> Self {
+        Assignments::from_pairs(assignments.iter().map(|a| (a.name.as_str(), a.value.as_str())))
+    }
+}
+
+impl PartialEq for Assignments {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for Assignments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
 }
 
 /// The algorithm settings of an experiment (`spec.algorithm.algorithmSettings`, which
@@ -174,8 +264,9 @@ pub struct SuggestRequest {
     pub space: SearchSpace,
     /// The algorithm settings (not yet checked against the algorithm).
     pub settings: AlgorithmSettings,
-    /// Every trial in the request, running ones included, in request order.
-    pub history: Vec<TrialRecord>,
+    /// Every trial in the request, running ones included, in request order (shared, so the
+    /// service can keep them between calls without copying).
+    pub history: Vec<Arc<TrialRecord>>,
     /// `current_request_number`: how many new assignments are wanted now.
     pub n: usize,
     /// `total_request_number`: how many have been requested over the experiment so far.
@@ -200,16 +291,37 @@ impl SuggestRequest {
     /// name move into the history instead of being copied (the history is most of a large
     /// request).
     pub fn from_owned(mut request: pb::GetSuggestionsRequest) -> Result<Self, SuggestError> {
-        let experiment = request.experiment.as_ref().ok_or_else(|| {
+        let experiment = request.experiment.take().ok_or_else(|| {
             SuggestError::InvalidRequest("GetSuggestionsRequest.experiment is missing".into())
         })?;
+        let trials = std::mem::take(&mut request.trials);
+        Self::build(
+            experiment,
+            request.current_request_number,
+            request.total_request_number,
+            |space| {
+                Ok(trials
+                    .into_iter()
+                    .map(|t| Arc::new(TrialRecord::from_owned(t, space)))
+                    .collect())
+            },
+        )
+    }
+
+    /// Checks the counts and the experiment, builds the space, then the history with
+    /// `history` (shared by [`SuggestRequest::from_owned`] and the wire decoder).
+    pub(crate) fn build(
+        experiment: pb::Experiment,
+        current_request_number: i32,
+        total_request_number: i32,
+        history: impl FnOnce(&SearchSpace) -> Result<Vec<Arc<TrialRecord>>, SuggestError>,
+    ) -> Result<Self, SuggestError> {
         let spec = experiment.spec.as_ref().ok_or_else(|| {
             SuggestError::InvalidRequest("GetSuggestionsRequest.experiment.spec is missing".into())
         })?;
-        let n = usize::try_from(request.current_request_number).map_err(|_| {
+        let n = usize::try_from(current_request_number).map_err(|_| {
             SuggestError::InvalidRequest(format!(
-                "current_request_number must be >= 0, got {}",
-                request.current_request_number
+                "current_request_number must be >= 0, got {current_request_number}"
             ))
         })?;
         if n > MAX_REQUEST_NUMBER {
@@ -217,27 +329,23 @@ impl SuggestRequest {
                 "current_request_number {n} is larger than the {MAX_REQUEST_NUMBER} this service answers in one call"
             )));
         }
-        let total_request_number = usize::try_from(request.total_request_number).map_err(|_| {
+        let total_request_number = usize::try_from(total_request_number).map_err(|_| {
             SuggestError::InvalidRequest(format!(
-                "total_request_number must be >= 0, got {}",
-                request.total_request_number
+                "total_request_number must be >= 0, got {total_request_number}"
             ))
         })?;
-        let space = SearchSpace::from_experiment(experiment)?;
-        let history = std::mem::take(&mut request.trials)
-            .into_iter()
-            .map(|t| TrialRecord::from_owned(t, &space))
-            .collect();
+        let space = SearchSpace::from_experiment(&experiment)?;
+        let history = history(&space)?;
         let positive = |v: i32| u32::try_from(v).ok().filter(|&v| v > 0);
         Ok(SuggestRequest {
-            experiment_name: experiment.name.clone(),
-            settings: AlgorithmSettings::from_experiment(experiment),
+            settings: AlgorithmSettings::from_experiment(&experiment),
+            parallel_trial_count: positive(spec.parallel_trial_count),
+            max_trial_count: positive(spec.max_trial_count),
+            experiment_name: experiment.name,
             space,
             history,
             n,
             total_request_number,
-            parallel_trial_count: positive(spec.parallel_trial_count),
-            max_trial_count: positive(spec.max_trial_count),
         })
     }
 
@@ -264,13 +372,13 @@ impl TrialRecord {
         Self::from_owned(trial.clone(), space)
     }
 
-    /// [`TrialRecord::from_pb`] without copying the trial's strings.
-    pub fn from_owned(mut trial: pb::Trial, space: &SearchSpace) -> Self {
+    /// [`TrialRecord::from_pb`] taking the trial.
+    pub fn from_owned(trial: pb::Trial, space: &SearchSpace) -> Self {
         let assignments = trial
             .spec
-            .as_mut()
-            .and_then(|s| s.parameter_assignments.as_mut())
-            .map(|a| std::mem::take(&mut a.assignments))
+            .as_ref()
+            .and_then(|s| s.parameter_assignments.as_ref())
+            .map(|a| Assignments::from(a.assignments.as_slice()))
             .unwrap_or_default();
         let status = trial.status.as_ref();
         let condition = status
@@ -282,7 +390,7 @@ impl TrialRecord {
         };
         TrialRecord {
             name: trial.name,
-            point: space.parse_assignments(&assignments),
+            point: space.parse_point(&assignments),
             assignments,
             condition,
             objective,

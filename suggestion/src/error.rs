@@ -83,10 +83,8 @@ pub enum SuggestError {
         message: String,
     },
     /// The blocking task running the algorithm panicked or was cancelled.
-    #[error("algorithm {algorithm} did not finish")]
+    #[error("the suggestion task did not finish (it panicked or was cancelled)")]
     Task {
-        /// The algorithm's Katib name.
-        algorithm: &'static str,
         /// The join failure.
         #[source]
         source: tokio::task::JoinError,

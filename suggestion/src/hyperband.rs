@@ -345,13 +345,13 @@ impl Trials {
             let mut coords = Vec::with_capacity(space.parameters().len());
             let mut r = None;
             for (d, p) in space.parameters().iter().enumerate() {
-                let Some(a) = t.assignments.iter().find(|a| a.name == p.name) else {
+                let Some(value) = t.assignments.get(&p.name) else {
                     break;
                 };
                 if d == resource {
-                    r = a.value.trim().parse::<f64>().ok();
+                    r = value.trim().parse::<f64>().ok();
                     coords.push(Coord::Index(0));
-                } else if let Some(c) = p.parse_value(&a.value) {
+                } else if let Some(c) = p.parse_value(value) {
                     coords.push(c);
                 } else {
                     break;

@@ -39,6 +39,7 @@ pub mod sobol;
 pub mod space;
 pub mod testfunctions;
 pub mod tpe;
+pub mod wire;
 
 pub use algorithm::{Algorithm, AlgorithmSettings, SuggestRequest, Suggested, TrialRecord};
 pub use bayesopt::BayesianOptimization;

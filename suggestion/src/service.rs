@@ -22,9 +22,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use katib_api::pb;
 use katib_api::pb::early_stopping_server::EarlyStoppingServer;
 use katib_api::pb::suggestion_server::{Suggestion, SuggestionServer};
+use tonic::codegen::http;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, info_span};
 
@@ -107,6 +109,7 @@ impl Registry {
 #[derive(Debug, Clone)]
 pub struct SuggestionService {
     registry: Arc<Registry>,
+    history: Arc<crate::wire::HistoryCache>,
 }
 
 impl Default for SuggestionService {
@@ -120,6 +123,7 @@ impl SuggestionService {
     pub fn new(registry: Registry) -> Self {
         SuggestionService {
             registry: Arc::new(registry),
+            history: Arc::new(crate::wire::HistoryCache::new()),
         }
     }
 
@@ -129,21 +133,39 @@ impl SuggestionService {
         &self,
         request: pb::GetSuggestionsRequest,
     ) -> Result<pb::GetSuggestionsReply, SuggestError> {
-        let algorithm = self.registry.get(algorithm_name(request.experiment.as_ref()))?;
-        let name = algorithm.name();
+        self.run(move || SuggestRequest::from_owned(request)).await
+    }
+
+    /// [`SuggestionService::suggest`] of a serialized `GetSuggestionsRequest`, decoded by
+    /// [`crate::wire`] with this service's [`crate::wire::HistoryCache`] (what the gRPC server
+    /// does).
+    pub async fn suggest_encoded(&self, request: Bytes) -> Result<pb::GetSuggestionsReply, SuggestError> {
+        let cache = Arc::clone(&self.history);
+        self.run(move || crate::wire::decode_request(request, Some(&cache)))
+            .await
+    }
+
+    /// Decodes, looks the algorithm up and runs it, all on the blocking pool (a long history
+    /// takes a millisecond or more to decode), then checks the count and builds the reply.
+    async fn run(
+        &self,
+        decode: impl FnOnce() -> Result<SuggestRequest, SuggestError> + Send + 'static,
+    ) -> Result<pb::GetSuggestionsReply, SuggestError> {
+        let registry = Arc::clone(&self.registry);
         let span = tracing::Span::current();
-        let (n, suggested) = tokio::task::spawn_blocking(move || {
+        let (name, n, suggested) = tokio::task::spawn_blocking(move || {
             span.in_scope(|| {
-                let request = SuggestRequest::from_owned(request)?;
+                let request = decode()?;
+                let span = tracing::Span::current();
+                span.record("algorithm", request.settings.algorithm());
+                span.record("experiment", request.experiment_name.as_str());
+                let algorithm = registry.get(request.settings.algorithm())?;
                 let suggested = algorithm.suggest(&request)?;
-                Ok::<_, SuggestError>((request.n, suggested))
+                Ok::<_, SuggestError>((algorithm.name(), request.n, suggested))
             })
         })
         .await
-        .map_err(|source| SuggestError::Task {
-            algorithm: name,
-            source,
-        })??;
+        .map_err(|source| SuggestError::Task { source })??;
         let k = suggested.assignments.len();
         if k > n || (k < n && !suggested.exhausted) {
             return Err(SuggestError::Internal {
@@ -208,38 +230,31 @@ fn algorithm_name(experiment: Option<&pb::Experiment>) -> &str {
         .unwrap_or_default()
 }
 
-fn rpc_span(method: &'static str, experiment: Option<&pb::Experiment>, n: i32) -> tracing::Span {
+/// The span of one call; `algorithm` and `experiment` are filled in once the request is
+/// decoded.
+fn rpc_span(method: &'static str) -> tracing::Span {
     info_span!(
         "suggestion",
         rpc = method,
-        algorithm = algorithm_name(experiment),
-        experiment = experiment.map(|e| e.name.as_str()).unwrap_or_default(),
-        n,
+        algorithm = tracing::field::Empty,
+        experiment = tracing::field::Empty,
+        n = tracing::field::Empty,
         returned = tracing::field::Empty,
     )
 }
 
 #[tonic::async_trait]
 impl Suggestion for SuggestionService {
+    /// Reached only through a plain `SuggestionServer`; [`SuggestionGrpc`] (what [`serve`]
+    /// hosts) answers `GetSuggestions` from the request's bytes instead.
     async fn get_suggestions(
         &self,
         request: Request<pb::GetSuggestionsRequest>,
     ) -> Result<Response<pb::GetSuggestionsReply>, Status> {
         let request = request.into_inner();
-        let span = rpc_span(
-            "GetSuggestions",
-            request.experiment.as_ref(),
-            request.current_request_number,
-        );
-        async move {
-            let result = self.suggest(request).await;
-            if let Err(err) = &result {
-                tracing::warn!(error = %err, "GetSuggestions failed");
-            }
-            Ok(Response::new(result?))
-        }
-        .instrument(span)
-        .await
+        let span = rpc_span("GetSuggestions");
+        span.record("n", request.current_request_number);
+        respond(self.suggest(request)).instrument(span).await
     }
 
     async fn validate_algorithm_settings(
@@ -247,7 +262,11 @@ impl Suggestion for SuggestionService {
         request: Request<pb::ValidateAlgorithmSettingsRequest>,
     ) -> Result<Response<pb::ValidateAlgorithmSettingsReply>, Status> {
         let request = request.into_inner();
-        let span = rpc_span("ValidateAlgorithmSettings", request.experiment.as_ref(), 0);
+        let span = rpc_span("ValidateAlgorithmSettings");
+        if let Some(e) = &request.experiment {
+            span.record("algorithm", algorithm_name(Some(e)));
+            span.record("experiment", e.name.as_str());
+        }
         span.in_scope(|| {
             let result = self.validate(&request);
             if let Err(err) = &result {
@@ -256,6 +275,111 @@ impl Suggestion for SuggestionService {
             result?;
             Ok(Response::new(pb::ValidateAlgorithmSettingsReply {}))
         })
+    }
+}
+
+async fn respond(
+    reply: impl Future<Output = Result<pb::GetSuggestionsReply, SuggestError>>,
+) -> Result<Response<pb::GetSuggestionsReply>, Status> {
+    let result = reply.await;
+    if let Err(err) = &result {
+        tracing::warn!(error = %err, "GetSuggestions failed");
+    }
+    Ok(Response::new(result?))
+}
+
+const GET_SUGGESTIONS_PATH: &str = "/api.v1.beta1.Suggestion/GetSuggestions";
+
+/// The Suggestion gRPC server [`serve`] hosts: the generated `SuggestionServer`, except that
+/// `GetSuggestions` hands the request's bytes to [`crate::wire`] rather than to prost, which
+/// would build ~20 heap objects per history trial only for them to be converted and dropped.
+#[derive(Clone)]
+pub struct SuggestionGrpc {
+    service: SuggestionService,
+    generated: SuggestionServer<SuggestionService>,
+}
+
+impl SuggestionGrpc {
+    /// The server over `service`, accepting messages up to Katib's 2^31-1 bytes.
+    pub fn new(service: SuggestionService) -> Self {
+        let generated = SuggestionServer::new(service.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        SuggestionGrpc { service, generated }
+    }
+}
+
+impl tonic::server::NamedService for SuggestionGrpc {
+    const NAME: &'static str = katib_api::pb::suggestion_server::SERVICE_NAME;
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for SuggestionGrpc
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != GET_SUGGESTIONS_PATH {
+            return self.generated.call(request);
+        }
+        let method = EncodedGetSuggestions(self.service.clone());
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(EncodedRequestCodec)
+                .apply_max_message_size_config(Some(MAX_MESSAGE_SIZE), Some(MAX_MESSAGE_SIZE));
+            Ok(grpc.unary(method, request).await)
+        })
+    }
+}
+
+struct EncodedGetSuggestions(SuggestionService);
+
+impl tonic::server::UnaryService<Bytes> for EncodedGetSuggestions {
+    type Response = pb::GetSuggestionsReply;
+    type Future = tonic::codegen::BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let service = self.0.clone();
+        let span = rpc_span("GetSuggestions");
+        Box::pin(respond(async move { service.suggest_encoded(request.into_inner()).await }).instrument(span))
+    }
+}
+
+/// Requests stay bytes (split off tonic's buffer without a copy); replies go through prost.
+#[derive(Clone, Copy)]
+struct EncodedRequestCodec;
+
+impl tonic::codec::Codec for EncodedRequestCodec {
+    type Encode = pb::GetSuggestionsReply;
+    type Decode = Bytes;
+    type Encoder = tonic_prost::ProstEncoder<pb::GetSuggestionsReply>;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstCodec::<pb::GetSuggestionsReply, pb::GetSuggestionsReply>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+struct BytesDecoder;
+
+impl tonic::codec::Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        use bytes::Buf as _;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
@@ -329,9 +453,7 @@ pub async fn serve_all(
     reporter
         .set_service_status(KATIB_PROBE_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    let suggestion = SuggestionServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let suggestion = SuggestionGrpc::new(service);
     let early_stopping = EarlyStoppingServer::new(early_stopping)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -341,6 +463,8 @@ pub async fn serve_all(
         // WINDOW_UPDATE round trip every 64 KiB.
         .initial_stream_window_size(Some(H2_WINDOW))
         .initial_connection_window_size(Some(H2_WINDOW))
+        // Lets a client send the history in 1 MiB frames rather than 16 KiB ones.
+        .max_frame_size(Some(1 << 20))
         .add_service(health)
         .add_service(suggestion)
         .add_service(early_stopping)

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 
 use katib_api::pb;
 
+use crate::algorithm::Assignments;
 use crate::decimal::{Decimal, DecimalError};
 use crate::error::SettingsError;
 
@@ -77,8 +78,12 @@ impl Objective {
             .iter()
             .rev()
             .find(|m| m.name == self.metric_name)
-            .and_then(|m| m.value.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite())
+            .and_then(|m| Self::parse(&m.value))
+    }
+
+    /// A metric value as the objective reads it: a finite number, surrounding spaces allowed.
+    pub fn parse(value: &str) -> Option<f64> {
+        value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
     }
 }
 
@@ -477,12 +482,23 @@ impl SearchSpace {
     /// is not in the space (for instance after the experiment's space was edited). Extra
     /// assignments are ignored.
     pub fn parse_assignments(&self, assignments: &[pb::ParameterAssignment]) -> Option<Vec<Coord>> {
+        self.point_from(|name| {
+            assignments
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.value.as_str())
+        })
+    }
+
+    /// [`SearchSpace::parse_assignments`] of a history trial's [`Assignments`].
+    pub fn parse_point(&self, assignments: &Assignments) -> Option<Vec<Coord>> {
+        self.point_from(|name| assignments.get(name))
+    }
+
+    fn point_from<'a>(&self, value_of: impl Fn(&str) -> Option<&'a str>) -> Option<Vec<Coord>> {
         self.parameters
             .iter()
-            .map(|p| {
-                let a = assignments.iter().find(|a| a.name == p.name)?;
-                p.parse_value(&a.value)
-            })
+            .map(|p| p.parse_value(value_of(&p.name)?))
             .collect()
     }
 

@@ -323,12 +323,14 @@ pub(crate) fn random_fill(
     random_state: Option<u64>,
 ) -> Result<Suggested, SuggestError> {
     let mut history = request.history.clone();
-    history.extend(extra.iter().map(|p| TrialRecord {
-        name: String::new(),
-        assignments: Vec::new(),
-        point: Some(p.clone()),
-        condition: crate::algorithm::TrialCondition::Running,
-        objective: None,
+    history.extend(extra.iter().map(|p| {
+        std::sync::Arc::new(TrialRecord {
+            name: String::new(),
+            assignments: Default::default(),
+            point: Some(p.clone()),
+            condition: crate::algorithm::TrialCondition::Running,
+            objective: None,
+        })
     }));
     let settings: Vec<katib_api::pb::AlgorithmSetting> = random_state
         .map(|s| katib_api::pb::AlgorithmSetting {
