@@ -18,7 +18,7 @@
 //!
 //! The server is an admin URL whose user may create databases (`KATIB_BENCH_MYSQL_URL`,
 //! else `KATIB_TEST_MYSQL_URL`); the bench works in its own `katib_bench_<pid>` database
-//! and drops it at the end.
+//! and drops it at the end. `KATIB_BENCH_ONLY=read` runs only the read half.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,7 +107,9 @@ async fn bench(admin: &str) -> BenchResult<()> {
     );
     println!("|---:|---:|---:|---:|---:|");
     let mut run = 0_usize;
-    for per_request in [1_usize, 10, 100] {
+    // KATIB_BENCH_ONLY=read skips the ingest half (to iterate on reads).
+    let ingest = std::env::var("KATIB_BENCH_ONLY").map_or(true, |only| only != "read");
+    for per_request in [1_usize, 10, 100].into_iter().filter(|_| ingest) {
         for clients in [1_usize, 16] {
             let mut ours = Vec::new();
             let mut floor = Vec::new();

@@ -45,24 +45,39 @@ pub fn parse_rfc3339(text: &str) -> Result<Timestamp, TimeError> {
 /// Formats like Go's `t.UTC().Format(time.RFC3339Nano)`: `2024-05-01T10:00:00Z`,
 /// `2024-05-01T10:00:00.5Z`.
 pub fn format_rfc3339_nano(ts: Timestamp) -> String {
+    // Digit by digit rather than through `format!`: a read of 1,000 rows formats 1,000.
     let dt = Offset::UTC.to_datetime(ts);
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    );
-    let nanos = dt.subsec_nanosecond();
+    let mut out = String::with_capacity(30);
+    push_digits(&mut out, dt.year().unsigned_abs().into(), 4);
+    for (sep, value) in [
+        ('-', dt.month()),
+        ('-', dt.day()),
+        ('T', dt.hour()),
+        (':', dt.minute()),
+        (':', dt.second()),
+    ] {
+        out.push(sep);
+        push_digits(&mut out, value.unsigned_abs().into(), 2);
+    }
+    let mut nanos = dt.subsec_nanosecond().unsigned_abs();
     if nanos != 0 {
-        let fraction = format!("{nanos:09}");
+        let mut width = 9;
+        while nanos.is_multiple_of(10) {
+            nanos /= 10;
+            width -= 1;
+        }
         out.push('.');
-        out.push_str(fraction.trim_end_matches('0'));
+        push_digits(&mut out, nanos, width);
     }
     out.push('Z');
     out
+}
+
+/// Appends `value` as exactly `width` decimal digits (zero-padded; callers keep it in range).
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for k in (0..width).rev() {
+        out.push(char::from(b'0' + (value / 10_u32.pow(k) % 10) as u8));
+    }
 }
 
 /// Floors a timestamp to whole microseconds (towards the past, also before 1970).
@@ -99,10 +114,46 @@ pub(crate) fn to_sql_text(ts: Timestamp) -> String {
 /// Reads a time column back. Accepts our own text form (and any civil datetime, taken as
 /// UTC) or an RFC 3339 timestamp with an offset; `None` for anything else.
 pub(crate) fn from_sql_text(text: &str) -> Option<Timestamp> {
+    if let Some(ts) = from_own_sql_text(text) {
+        return Some(ts);
+    }
     if let Ok(dt) = text.parse::<DateTime>() {
         return Offset::UTC.to_timestamp(dt).ok().map(floor_micros);
     }
     text.parse::<Timestamp>().ok().map(floor_micros)
+}
+
+/// Our own form, `YYYY-MM-DD HH:MM:SS.ffffff` exactly (what every backend gives back), read
+/// by position: the common case of a read of many rows, several times cheaper than parsing.
+fn from_own_sql_text(text: &str) -> Option<Timestamp> {
+    let b = text.as_bytes();
+    if b.len() != 26
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+    {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0_i32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i32::from(c - b'0'))
+        })
+    };
+    let small = |from: usize| number(from, from + 2).and_then(|v| i8::try_from(v).ok());
+    let dt = DateTime::new(
+        i16::try_from(number(0, 4)?).ok()?,
+        small(5)?,
+        small(8)?,
+        small(11)?,
+        small(14)?,
+        small(17)?,
+        number(20, 26)? * 1_000,
+    )
+    .ok()?;
+    Offset::UTC.to_timestamp(dt).ok()
 }
 
 /// Cuts a fraction of seconds longer than nine digits to nine (jiff stops at nanoseconds;
@@ -219,5 +270,40 @@ mod tests {
         assert_eq!(from_sql_text(&to_sql_text(a)), Some(a));
         assert_eq!(from_sql_text("2024-05-01T10:00:00Z"), Some(b));
         assert_eq!(from_sql_text("garbage"), None);
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_general_ones() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Any microsecond of years 0001..=9999, some with whole seconds or short fractions.
+            let span = 253_402_300_799_999_999_i64 + 62_135_596_800_000_000;
+            let mut us = (x % span as u64) as i64 - 62_135_596_800_000_000;
+            match x % 4 {
+                0 => us -= us.rem_euclid(1_000_000),
+                1 => us -= us.rem_euclid(1_000),
+                _ => {}
+            }
+            let t = Timestamp::from_microsecond(us).unwrap();
+            let text = to_sql_text(t);
+            assert_eq!(from_own_sql_text(&text), Some(t), "{text}");
+            let general = Offset::UTC
+                .to_timestamp(text.parse::<DateTime>().unwrap())
+                .unwrap();
+            assert_eq!(general, t);
+            let rfc = format_rfc3339_nano(t);
+            assert_eq!(rfc.parse::<Timestamp>().unwrap(), t, "{rfc}");
+            assert!(!rfc.contains(".") || !rfc.ends_with("0Z"), "{rfc}");
+        }
+        assert_eq!(from_own_sql_text("2024-13-01 00:00:00.000000"), None);
+        assert_eq!(from_own_sql_text("2024-01-01 00:00:00.00000x"), None);
+        assert_eq!(from_own_sql_text("2024-01-01T00:00:00.000000"), None);
+        assert_eq!(
+            from_sql_text("2024-01-01 00:00:00"),
+            Some(ts("2024-01-01T00:00:00Z"))
+        );
     }
 }
