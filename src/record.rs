@@ -2,14 +2,48 @@
 //! (through the UI's [`Recorder`], which also publishes them for live pages).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use katib_api::crd::{Experiment, Trial};
 use katib_controller::local::runner::Event;
 use katib_ui::record::Recorder;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-/// Forwards every event to `progress` and writes snapshots through `recorder`, coalescing
-/// what arrived together into one experiment write and one trial transaction.
+/// How often at most the store (and live pages) get the run's state. Each write carries the
+/// whole experiment, whose status lists every trial by name, so writing on every event made
+/// a run of `n` trials write O(n^2) bytes; a few writes a second is all a page can show.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// What arrived since the last write: the latest experiment and the latest snapshot of each
+/// trial, in the order first seen (the recorder numbers them).
+#[derive(Default)]
+struct Pending {
+    experiment: bool,
+    trials: Vec<Trial>,
+    at: HashMap<String, usize>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        !self.experiment && self.trials.is_empty()
+    }
+
+    fn trial(&mut self, trial: &Trial) {
+        let name = trial.metadata.name.clone().unwrap_or_default();
+        match self.at.get(&name) {
+            Some(&i) => self.trials[i] = trial.clone(),
+            None => {
+                self.at.insert(name, self.trials.len());
+                self.trials.push(trial.clone());
+            }
+        }
+    }
+}
+
+/// Forwards every event to `progress` at once, and writes snapshots through `recorder` at
+/// most every [`FLUSH_EVERY`] (one experiment write and one trial transaction each time),
+/// plus a last write when the run ends, so the store always ends with the final state.
 pub async fn tee(
     mut rx: mpsc::UnboundedReceiver<Event>,
     progress: Option<mpsc::UnboundedSender<Event>>,
@@ -17,52 +51,58 @@ pub async fn tee(
     mut experiment: Experiment,
 ) {
     let mut warned = false;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let mut exp_changed = false;
-        // Latest snapshot per trial, in the order first seen (the recorder numbers them).
-        let mut trials: Vec<Trial> = Vec::new();
-        let mut at: HashMap<String, usize> = HashMap::new();
-        for ev in batch {
-            match &ev {
-                Event::Status { experiment: e } => {
-                    experiment = (**e).clone();
-                    exp_changed = true;
-                }
-                Event::Trial { trial } => {
-                    let name = trial.metadata.name.clone().unwrap_or_default();
-                    match at.get(&name) {
-                        Some(&i) => trials[i] = (**trial).clone(),
-                        None => {
-                            at.insert(name, trials.len());
-                            trials.push((**trial).clone());
-                        }
-                    }
-                }
-                _ => {}
+    let mut pending = Pending::default();
+    // The first write goes out at once: the run shows up in the UI as soon as it starts.
+    let mut next_flush = Instant::now();
+    loop {
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            () = tokio::time::sleep_until(next_flush), if !pending.is_empty() => {
+                flush(&mut recorder, &experiment, &mut pending, &mut warned).await;
+                next_flush = Instant::now() + FLUSH_EVERY;
+                continue;
             }
-            if let Some(p) = &progress
-                && !matches!(ev, Event::Trial { .. })
-            {
-                let _ = p.send(ev);
+        };
+        let Some(event) = event else { break };
+        match &event {
+            Event::Status { experiment: e } => {
+                experiment = (**e).clone();
+                pending.experiment = true;
             }
+            Event::Trial { trial } => pending.trial(trial),
+            _ => {}
         }
-        let Some(rec) = recorder.as_mut() else { continue };
-        let mut result = Ok(());
-        if exp_changed {
-            result = rec.experiment(&experiment).await;
-        }
-        if result.is_ok() {
-            result = rec.trials(&experiment, &trials).await;
-        }
-        if let Err(e) = result
-            && !warned
+        if let Some(p) = &progress
+            && !matches!(event, Event::Trial { .. })
         {
-            warned = true;
-            tracing::warn!(error = %crate::run::chain(&e), "cannot record the run for the web UI");
+            let _ = p.send(event);
         }
+        if recorder.is_none() {
+            pending = Pending::default();
+        }
+    }
+    flush(&mut recorder, &experiment, &mut pending, &mut warned).await;
+}
+
+async fn flush(
+    recorder: &mut Option<Recorder>,
+    experiment: &Experiment,
+    pending: &mut Pending,
+    warned: &mut bool,
+) {
+    let pending = std::mem::take(pending);
+    let Some(rec) = recorder.as_mut() else { return };
+    let mut result = Ok(());
+    if pending.experiment {
+        result = rec.experiment(experiment).await;
+    }
+    if result.is_ok() {
+        result = rec.trials(experiment, &pending.trials).await;
+    }
+    if let Err(e) = result
+        && !*warned
+    {
+        *warned = true;
+        tracing::warn!(error = %crate::run::chain(&e), "cannot record the run for the web UI");
     }
 }

@@ -157,6 +157,7 @@ async fn bench(admin: &str) -> BenchResult<()> {
     };
     let mut ours = Vec::new();
     let mut floor = Vec::new();
+    let mut direct = Vec::new();
     for _ in 0..300 {
         let trial = next_trial();
         let started = Instant::now();
@@ -180,10 +181,21 @@ async fn bench(admin: &str) -> BenchResult<()> {
         .await?;
         floor.push(started.elapsed());
         assert_eq!(raw_rows.len(), ROWS_PER_TRIAL);
+        let started = Instant::now();
+        let rows = store
+            .get(&katib_db_manager::LogQuery::trial(trial.clone()))
+            .await?;
+        direct.push(started.elapsed());
+        assert_eq!(rows.len(), ROWS_PER_TRIAL);
     }
     print_latency(
         "GetObservationLog, one trial (1,000 rows), gRPC",
         &mut ours,
+        &mut floor,
+    );
+    print_latency(
+        "the same read through the store, no gRPC",
+        &mut direct,
         &mut floor,
     );
 

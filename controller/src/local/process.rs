@@ -2,6 +2,7 @@
 //! log file and streamed line by line to its metrics collector, and stopped as a whole
 //! group (the trainer and anything it spawned) when asked.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -40,6 +41,44 @@ pub struct ProcessSpec {
     pub extra_env: Vec<(String, String)>,
 }
 
+/// Where the child's `execvp` would find `name` through `path` (the child's PATH; relative
+/// entries count from `work_dir`, the child's working directory), remembered per process:
+/// every trial of an experiment runs the same program, and the child's own search costs one
+/// failed `execve` per PATH entry before the right one. `None` (the child then searches as
+/// usual, with the usual errors) for names with a `/`, or nothing executable found.
+fn resolve_program(name: &str, path: Option<&std::ffi::OsStr>, work_dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    type Key = (String, Option<std::ffi::OsString>, PathBuf);
+    static FOUND: std::sync::Mutex<Option<HashMap<Key, PathBuf>>> = std::sync::Mutex::new(None);
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let executable =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let key: Key = (name.to_owned(), path.map(ToOwned::to_owned), work_dir.to_owned());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    let found = found.get_or_insert_with(HashMap::new);
+    // One stat confirms a remembered answer; a program that moved is looked up again.
+    if let Some(p) = found.get(&key)
+        && executable(p)
+    {
+        return Some(p.clone());
+    }
+    let hit = std::env::split_paths(path?)
+        .map(|dir| {
+            // An empty entry means the working directory, as for execvp.
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            };
+            work_dir.join(dir).join(name)
+        })
+        .find(|p| executable(p))?;
+    found.insert(key, hit.clone());
+    Some(hit)
+}
+
 fn last_lines(tail: &std::collections::VecDeque<String>) -> String {
     if tail.is_empty() {
         "the trial printed nothing".into()
@@ -62,7 +101,20 @@ pub async fn run(
 ) -> ProcessExit {
     let mut stop = std::pin::pin!(stop);
     let argv0 = spec.command.argv[0].clone();
-    let mut cmd = Command::new(&argv0);
+    let child_path = spec
+        .command
+        .env
+        .iter()
+        .chain(&spec.extra_env)
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::ffi::OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"));
+    let program = resolve_program(&argv0, child_path.as_deref(), &spec.work_dir)
+        .unwrap_or_else(|| std::path::PathBuf::from(&argv0));
+    let mut cmd = Command::new(&program);
+    // The resolved path is what runs; argv[0] stays the name the template gave.
+    cmd.arg0(&argv0);
     cmd.args(&spec.command.argv[1..])
         .current_dir(&spec.work_dir)
         .envs(spec.command.env.iter().cloned())
@@ -238,6 +290,36 @@ fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
 mod tests {
     use super::*;
     use tokio::sync::oneshot;
+
+    #[test]
+    fn programs_are_found_as_execvp_would() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::write(bin.join("plain"), "not executable").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths(["/nonexistent", bin.to_str().unwrap()]).unwrap();
+        let work = dir.path();
+        assert_eq!(resolve_program("tool", Some(&path), work), Some(tool.clone()));
+        // Remembered, and still right when asked again.
+        assert_eq!(resolve_program("tool", Some(&path), work), Some(tool.clone()));
+        // Not executable, missing, or a path: left to the child's own search and errors.
+        assert_eq!(resolve_program("plain", Some(&path), work), None);
+        assert_eq!(resolve_program("missing", Some(&path), work), None);
+        assert_eq!(resolve_program("./tool", Some(&path), work), None);
+        assert_eq!(resolve_program("tool", None, work), None);
+        // A relative entry counts from the working directory.
+        assert_eq!(
+            resolve_program("tool", Some(std::ffi::OsStr::new("bin")), work),
+            Some(work.join("bin/tool"))
+        );
+        // A remembered program that is gone is looked up again.
+        std::fs::remove_file(&tool).unwrap();
+        assert_eq!(resolve_program("tool", Some(&path), work), None);
+    }
 
     async fn stopped(rx: oneshot::Receiver<()>) {
         let _ = rx.await;
