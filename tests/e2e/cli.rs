@@ -231,9 +231,24 @@ fn silent_trainer_is_metrics_unavailable() {
     assert!(r.status_i64("trialMetricsUnavailable") >= 2, "{}", r.context());
     assert_eq!(r.status_i64("trialsFailed"), 0);
     assert!(r.experiment["status"]["currentOptimalTrial"].is_null());
-    let t = &r.trials[0];
-    assert_eq!(last_trial_condition(t)["type"], "MetricsUnavailable");
-    assert_eq!(t["status"]["observation"]["metrics"][0]["latest"], "unavailable");
+    // The trials that finished before the experiment failed; one still running then was
+    // stopped (Killed), and which one that is depends on timing.
+    let unavailable: Vec<&Value> = r
+        .trials
+        .iter()
+        .filter(|t| last_trial_condition(t)["type"] == "MetricsUnavailable")
+        .collect();
+    assert!(unavailable.len() >= 2, "{}", r.context());
+    for t in unavailable {
+        assert_eq!(
+            t["status"]["observation"]["metrics"][0]["latest"], "unavailable",
+            "{t}"
+        );
+    }
+    for t in &r.trials {
+        let kind = last_trial_condition(t)["type"].clone();
+        assert!(kind == "MetricsUnavailable" || kind == "Killed", "{t}");
+    }
 }
 
 #[test]
