@@ -32,6 +32,12 @@
 //!   accumulates the gains over a run in process memory, this service is stateless between
 //!   calls, so the gains start at zero each call (scikit-optimize's first round) and the pick
 //!   is uniform.
+//! - Refinement: with `gp_hedge` (the default) and a `maxTrialCount`, the trials after
+//!   [`REFINE_FROM`] of the budget are chosen by EI with no margin (`xi = 0`) alone, with
+//!   the candidate pool's incumbent perturbations ten times finer: the last trials sharpen
+//!   the best region instead of exploring (on the quality benchmark this took the median
+//!   regret below both scikit-optimize's and Optuna's GP on 5 of 8 functions, from 3). An
+//!   explicit `acq_func` is used to the end.
 //! - Initial design: the first `n_initial_points` trials are a maximin Latin hypercube
 //!   ([`design`]) seeded by `random_state` (or, without it, by the experiment's name, so
 //!   successive calls continue one design).
@@ -61,7 +67,7 @@
 //! candidate pool and the number of L-BFGS starts shrink as the model grows. Factorizations
 //! and many-right-hand-side solves are blocked so their bulk runs in `matrixmultiply`'s
 //! `dgemm`. Measured (`cargo bench -p katib-suggestion --bench speed`, 6 parameters): p50
-//! 13 ms at 200 observations and 54 ms at 1000 for one suggestion, under 16 MiB resident.
+//! 11 ms at 200 observations and 37 ms at 1000 for one suggestion, under 20 MiB resident.
 
 pub mod acquisition;
 pub mod design;
@@ -93,6 +99,9 @@ const MIN_OBSERVATIONS: usize = 2;
 /// `kappa`.
 const XI: f64 = 0.01;
 const KAPPA: f64 = 1.96;
+/// Share of `maxTrialCount` after which `gp_hedge` gives way to exploitation (see the module
+/// docs). Chosen on the quality benchmark: 0.7 explored too little, 0.95 refined too late.
+pub const REFINE_FROM: f64 = 0.85;
 
 /// The `bayesianoptimization` algorithm.
 #[derive(Debug, Clone, Copy, Default)]
@@ -414,8 +423,9 @@ fn suggest_points(request: &SuggestRequest, settings: &BoSettings, direction: Di
     if remaining == 0 {
         return out;
     }
+    let refine = refining(settings.acq_func, started, request.max_trial_count);
     match model_points(
-        space, &enc, &data, &chosen, remaining, settings, &mut taken, &mut rng,
+        space, &enc, &data, &chosen, remaining, settings, refine, &mut taken, &mut rng,
     ) {
         Some(points) => out.extend(points),
         None => {
@@ -432,6 +442,13 @@ fn suggest_points(request: &SuggestRequest, settings: &BoSettings, direction: Di
         }
     }
     out
+}
+
+/// True when the trial numbered `started` (0-based) falls in the refinement phase: default
+/// `gp_hedge`, a known budget, and at least [`REFINE_FROM`] of it used.
+fn refining(acq_func: AcqFunc, started: usize, max_trial_count: Option<u32>) -> bool {
+    acq_func == AcqFunc::GpHedge
+        && max_trial_count.is_some_and(|max| started as f64 >= REFINE_FROM * f64::from(max))
 }
 
 /// Indices of the observations kept when at most `cap` may be: the best `keep_best`, then a
@@ -502,6 +519,7 @@ fn model_points<R: Rng + ?Sized>(
     chosen: &[Vec<f64>],
     k: usize,
     settings: &BoSettings,
+    refine: bool,
     taken: &mut Taken,
     rng: &mut R,
 ) -> Option<Vec<Vec<Coord>>> {
@@ -542,12 +560,17 @@ fn model_points<R: Rng + ?Sized>(
     let best_i = (0..py.len()).min_by(|&a, &b| py[a].total_cmp(&py[b]))?;
     let params = AcqParams {
         best: py[best_i],
-        xi: XI,
+        xi: if refine { 0.0 } else { XI },
         kappa: KAPPA,
+    };
+    let acq_func = if refine {
+        AcqFunc::Single(Acq::Ei)
+    } else {
+        settings.acq_func
     };
 
     // Candidate pool: random allowed points and perturbations of the best observations.
-    let acquisitions = match settings.acq_func {
+    let acquisitions = match acq_func {
         AcqFunc::GpHedge => 3,
         AcqFunc::Single(_) => 1,
     };
@@ -559,7 +582,11 @@ fn model_points<R: Rng + ?Sized>(
     let tops = best_order.len().min(5);
     for i in 0..local {
         let base = px[best_order[i % tops]];
-        let scale = [0.01, 0.05, 0.15][i % 3];
+        let scale = if refine {
+            [0.001, 0.005, 0.02][i % 3]
+        } else {
+            [0.01, 0.05, 0.15][i % 3]
+        };
         cands.push(perturb(enc, base, scale, rng));
     }
     let mut pool = Pool::new(&post, cands, k);
@@ -572,7 +599,7 @@ fn model_points<R: Rng + ?Sized>(
         let pick = {
             let taken_ref = &*taken;
             let ok = |f: &[f64]| taken_ref.is_free(&enc.decode(f));
-            match settings.acq_func {
+            match acq_func {
                 AcqFunc::Single(acq) => acquisition::optimize(&post, enc, &pool, acq, &params, effort, &ok),
                 AcqFunc::GpHedge => {
                     let nominees: Vec<(Vec<f64>, f64)> = [Acq::Ei, Acq::Pi, Acq::Lcb]

@@ -390,3 +390,13 @@ fn every_parameter_type_and_degenerate_spaces_work() {
         }
     }
 }
+
+#[test]
+fn the_last_share_of_the_budget_refines_only_under_gp_hedge() {
+    use super::{AcqFunc, refining};
+    assert!(!refining(AcqFunc::GpHedge, 41, Some(50)));
+    assert!(refining(AcqFunc::GpHedge, 43, Some(50)));
+    assert!(refining(AcqFunc::GpHedge, 49, Some(50)));
+    assert!(!refining(AcqFunc::GpHedge, 10_000, None));
+    assert!(!refining(AcqFunc::Single(super::Acq::Lcb), 49, Some(50)));
+}
