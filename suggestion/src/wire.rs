@@ -657,14 +657,7 @@ mod tests {
         };
         let mut trial_bytes = first.encode_to_vec();
         trial_bytes.extend(second.encode_to_vec());
-        let mut bytes = pb::GetSuggestionsRequest {
-            experiment: request.experiment.clone(),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        bytes.push(2 << 3 | 2);
-        prost::encoding::encode_varint(trial_bytes.len() as u64, &mut bytes);
-        bytes.extend(trial_bytes);
+        let bytes = with_raw_trial(&request.experiment, trial_bytes);
         let reference =
             SuggestRequest::from_owned(pb::GetSuggestionsRequest::decode(bytes.as_slice()).unwrap()).unwrap();
         let wire = decode_request(Bytes::from(bytes), None).unwrap();
@@ -674,6 +667,20 @@ mod tests {
         assert_eq!(wire.history[0].objective, Some(0.1));
         assert_eq!(wire.history[0].assignments.get("n"), Some("2"));
         assert_eq!(wire.history[0].assignments.len(), 2);
+    }
+
+    /// A request of `experiment` and one trial field holding exactly `trial` (bytes a
+    /// well-formed message would not contain).
+    fn with_raw_trial(experiment: &Option<pb::Experiment>, trial: Vec<u8>) -> Vec<u8> {
+        let mut bytes = pb::GetSuggestionsRequest {
+            experiment: experiment.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        bytes.push(2 << 3 | 2);
+        prost::encoding::encode_varint(trial.len() as u64, &mut bytes);
+        bytes.extend(trial);
+        bytes
     }
 
     #[test]
@@ -703,14 +710,7 @@ mod tests {
         let at = t.windows(2).position(|w| w == [0xc3, 0xa9]).unwrap();
         let mut t = t;
         t[at] = 0xff;
-        let mut bad = pb::GetSuggestionsRequest {
-            experiment: request.experiment.clone(),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        bad.push(2 << 3 | 2);
-        prost::encoding::encode_varint(t.len() as u64, &mut bad);
-        bad.extend(t);
+        let bad = with_raw_trial(&request.experiment, t);
         let err = decode_request(Bytes::from(bad), None).unwrap_err();
         assert!(err.to_string().contains("not UTF-8"), "{err}");
 
