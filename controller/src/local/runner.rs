@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use katib_api::convert::{experiment_to_pb, merge_settings, trial_to_pb};
 use katib_api::crd::{
     AlgorithmSetting, EarlyStoppingRule, Experiment, ParameterAssignment, Trial, UNAVAILABLE,
@@ -173,7 +175,10 @@ pub async fn run_experiment(
         let sugg_channel = connect(&cfg.suggestion_addr)
             .await
             .map_err(|source| RunError::ConnectSuggestion { addr: cfg.suggestion_addr.clone(), source })?;
-        let mut suggestions = SuggestionClient::new(sugg_channel)
+        let mut suggestions = SuggestionClient::new(sugg_channel.clone())
+            .max_decoding_message_size(i32::MAX as usize)
+            .max_encoding_message_size(i32::MAX as usize);
+        let mut encoded_suggestions = tonic::client::Grpc::new(sugg_channel)
             .max_decoding_message_size(i32::MAX as usize)
             .max_encoding_message_size(i32::MAX as usize);
         let db_channel = connect(&cfg.db_manager_addr)
@@ -232,13 +237,14 @@ pub async fn run_experiment(
             if decision.request > 0 && !interrupted {
                 let want = decision.request as i32;
                 total_requested += want;
-                let req = pb::GetSuggestionsRequest {
-                    experiment: Some(experiment_to_pb(&exp, &overrides)),
-                    trials: pb_cache.request_trials(&exp, &trials),
-                    current_request_number: want,
-                    total_request_number: total_requested,
-                };
-                match get_suggestions(&mut suggestions, req, &cfg).await {
+                let req = pb_cache.encoded_request(
+                    &experiment_to_pb(&exp, &overrides),
+                    &exp,
+                    &trials,
+                    want,
+                    total_requested,
+                );
+                match get_suggestions(&mut encoded_suggestions, req, &cfg).await {
                     Ok(reply) => {
                         if let Some(alg) = &reply.algorithm {
                             let returned: Vec<AlgorithmSetting> = alg
@@ -384,29 +390,67 @@ pub async fn run_experiment(
     .await
 }
 
-/// Each trial's `pb::Trial`, converted once and again only after the trial changes: every
-/// GetSuggestions (and GetEarlyStoppingRules) request carries the whole history, so
-/// converting it afresh made a run quadratic in conversions.
+/// Each trial's `pb::Trial` and its serialized form, made once and again only after the trial
+/// changes: every GetSuggestions (and GetEarlyStoppingRules) request carries the whole
+/// history, so converting, copying and encoding it afresh made a run quadratic in that work.
 #[derive(Default)]
-struct PbCache(Vec<Option<pb::Trial>>);
+struct PbCache {
+    converted: Vec<Option<pb::Trial>>,
+    encoded: Vec<Option<Vec<u8>>>,
+}
 
 impl PbCache {
     /// Forgets trial `i`'s conversion (call before changing the trial).
     fn invalidate(&mut self, i: usize) {
-        if let Some(slot) = self.0.get_mut(i) {
+        if let Some(slot) = self.converted.get_mut(i) {
+            *slot = None;
+        }
+        if let Some(slot) = self.encoded.get_mut(i) {
             *slot = None;
         }
     }
 
     /// The request's `trials`: [`core::trials_for_suggestion`] in Katib's wire form.
     fn request_trials(&mut self, exp: &Experiment, trials: &[Trial]) -> Vec<pb::Trial> {
-        self.0.resize(trials.len(), None);
+        self.converted.resize(trials.len(), None);
         trials
             .iter()
-            .zip(self.0.iter_mut())
+            .zip(self.converted.iter_mut())
             .filter(|(t, _)| core::is_suggestion_input(exp, t))
             .map(|(t, slot)| slot.get_or_insert_with(|| trial_to_pb(t)).clone())
             .collect()
+    }
+
+    /// A serialized `GetSuggestionsRequest`, the same bytes prost would write for it, built
+    /// from each trial's cached encoding rather than from copies of the trials.
+    fn encoded_request(
+        &mut self,
+        experiment: &pb::Experiment,
+        exp: &Experiment,
+        trials: &[Trial],
+        current_request_number: i32,
+        total_request_number: i32,
+    ) -> Bytes {
+        use prost::Message as _;
+        self.encoded.resize(trials.len(), None);
+        let mut buf = Vec::new();
+        prost::encoding::message::encode(1, experiment, &mut buf);
+        for (t, slot) in trials.iter().zip(self.encoded.iter_mut()) {
+            if !core::is_suggestion_input(exp, t) {
+                continue;
+            }
+            let bytes = slot.get_or_insert_with(|| trial_to_pb(t).encode_to_vec());
+            prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut buf);
+            prost::encoding::encode_varint(bytes.len() as u64, &mut buf);
+            buf.extend_from_slice(bytes);
+        }
+        if current_request_number != 0 {
+            prost::encoding::int32::encode(4, &current_request_number, &mut buf);
+        }
+        if total_request_number != 0 {
+            prost::encoding::int32::encode(5, &total_request_number, &mut buf);
+        }
+        Bytes::from(buf)
     }
 }
 
@@ -500,8 +544,8 @@ enum SuggestError {
 }
 
 async fn get_suggestions(
-    client: &mut SuggestionClient<Channel>,
-    req: pb::GetSuggestionsRequest,
+    client: &mut tonic::client::Grpc<Channel>,
+    req: Bytes,
     cfg: &LocalConfig,
 ) -> Result<pb::GetSuggestionsReply, SuggestError> {
     let mut delay = Duration::from_millis(100);
@@ -509,7 +553,16 @@ async fn get_suggestions(
     loop {
         let mut r = tonic::Request::new(req.clone());
         r.set_timeout(cfg.suggestion_timeout);
-        match client.get_suggestions(r).await {
+        let result = match client.ready().await {
+            Ok(()) => {
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(GET_SUGGESTIONS_PATH);
+                client.unary(r, path, EncodedRequestCodec).await
+            }
+            Err(e) => Err(tonic::Status::unavailable(format!(
+                "the suggestion service is not ready: {e}"
+            ))),
+        };
+        match result {
             Ok(reply) => return Ok(reply.into_inner()),
             Err(s)
                 if s.code() == tonic::Code::InvalidArgument
@@ -530,6 +583,44 @@ async fn get_suggestions(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+const GET_SUGGESTIONS_PATH: &str = "/api.v1.beta1.Suggestion/GetSuggestions";
+
+/// Sends an already serialized request (a retry re-sends the same bytes without copying the
+/// history) and decodes the reply with prost.
+#[derive(Clone, Copy)]
+struct EncodedRequestCodec;
+
+impl tonic::codec::Codec for EncodedRequestCodec {
+    type Encode = Bytes;
+    type Decode = pb::GetSuggestionsReply;
+    type Encoder = BytesEncoder;
+    type Decoder = tonic_prost::ProstDecoder<pb::GetSuggestionsReply>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic::codec::Codec::decoder(&mut tonic_prost::ProstCodec::<
+            pb::GetSuggestionsReply,
+            pb::GetSuggestionsReply,
+        >::default())
+    }
+}
+
+struct BytesEncoder;
+
+impl tonic::codec::Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use bytes::BufMut as _;
+        dst.put_slice(&item);
+        Ok(())
     }
 }
 
@@ -775,4 +866,69 @@ async fn write_state(cfg: &LocalConfig, out: &RunOutcome) -> Result<(), RunError
     tokio::fs::write(&path, text)
         .await
         .map_err(|source| RunError::Write { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use katib_api::crd::{Metric, Observation};
+    use prost::Message as _;
+
+    #[test]
+    fn encoded_requests_are_prost_s_bytes_and_follow_trial_changes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/random.yaml");
+        let mut exp = katib_api::yaml::load_experiment(std::path::Path::new(path))
+            .expect("the example loads")
+            .experiment;
+        katib_api::defaults::set_defaults(&mut exp);
+        let now = "2026-11-24T00:00:00Z";
+        let mut trials: Vec<Trial> = (0..4)
+            .map(|i| {
+                let assignments = vec![ParameterAssignment {
+                    name: "lr".into(),
+                    value: format!("0.0{i}"),
+                }];
+                let mut t = new_trial(&exp, format!("t{i}"), assignments, Default::default(), None);
+                mark_created(&mut t, now);
+                t
+            })
+            .collect();
+        let finish = |t: &mut Trial, value: &str| {
+            let observation = Observation {
+                metrics: vec![Metric {
+                    name: "accuracy".into(),
+                    min: value.into(),
+                    max: value.into(),
+                    latest: value.into(),
+                }],
+            };
+            apply_outcome(t, &JobOutcome::Succeeded, Some(observation), now);
+        };
+        finish(&mut trials[0], "0.5");
+        finish(&mut trials[2], "0.7");
+        let experiment = experiment_to_pb(&exp, &[]);
+        let mut cache = PbCache::default();
+        let check = |cache: &mut PbCache, trials: &[Trial], n: i32, total: i32| {
+            let expected = pb::GetSuggestionsRequest {
+                experiment: Some(experiment.clone()),
+                trials: cache.request_trials(&exp, trials),
+                current_request_number: n,
+                total_request_number: total,
+            }
+            .encode_to_vec();
+            assert_eq!(
+                cache
+                    .encoded_request(&experiment, &exp, trials, n, total)
+                    .to_vec(),
+                expected
+            );
+        };
+        check(&mut cache, &trials, 2, 6);
+        // A trial changes: once invalidated, both forms follow it.
+        cache.invalidate(1);
+        finish(&mut trials[1], "0.9");
+        check(&mut cache, &trials, 1, 7);
+        // Zero counts are left out, as prost leaves out default values.
+        check(&mut cache, &trials, 0, 0);
+    }
 }
