@@ -304,7 +304,11 @@ fn the_examples_run_and_stop_trials() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(acc > 0.8, "{example}: best accuracy {acc}");
+        // Diverging trials (lr above 0.1) stay below 0.45. Which learning rates random search
+        // draws depends on how completions were batched into GetSuggestions calls (the seed
+        // mixes in the history's length), so only "the best is a healthy trial" is stable:
+        // all 9 draws diverging has probability (1/3)^9.
+        assert!(acc > 0.5, "{example}: best accuracy {acc}");
     }
 }
 
