@@ -159,6 +159,7 @@ impl SuggestionService {
                 let span = tracing::Span::current();
                 span.record("algorithm", request.settings.algorithm());
                 span.record("experiment", request.experiment_name.as_str());
+                span.record("n", request.n);
                 let algorithm = registry.get(request.settings.algorithm())?;
                 let suggested = algorithm.suggest(&request)?;
                 Ok::<_, SuggestError>((algorithm.name(), request.n, suggested))
@@ -252,9 +253,9 @@ impl Suggestion for SuggestionService {
         request: Request<pb::GetSuggestionsRequest>,
     ) -> Result<Response<pb::GetSuggestionsReply>, Status> {
         let request = request.into_inner();
-        let span = rpc_span("GetSuggestions");
-        span.record("n", request.current_request_number);
-        respond(self.suggest(request)).instrument(span).await
+        respond(self.suggest(request))
+            .instrument(rpc_span("GetSuggestions"))
+            .await
     }
 
     async fn validate_algorithm_settings(
