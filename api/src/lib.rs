@@ -10,6 +10,7 @@
 //! No I/O happens here except reading a file in [`yaml`]; every other crate depends on
 //! this one for shared types.
 
+pub mod codec;
 pub mod conditions;
 pub mod convert;
 pub mod crd;

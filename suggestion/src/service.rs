@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use katib_api::codec::BytesRequestCodec;
 use katib_api::pb;
 use katib_api::pb::early_stopping_server::EarlyStoppingServer;
 use katib_api::pb::suggestion_server::{Suggestion, SuggestionServer};
@@ -289,8 +290,6 @@ async fn respond(
     Ok(Response::new(result?))
 }
 
-const GET_SUGGESTIONS_PATH: &str = "/api.v1.beta1.Suggestion/GetSuggestions";
-
 /// The Suggestion gRPC server [`serve`] hosts: the generated `SuggestionServer`, except that
 /// `GetSuggestions` hands the request's bytes to [`crate::wire`] rather than to prost, which
 /// would build ~20 heap objects per history trial only for them to be converted and dropped.
@@ -328,12 +327,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != GET_SUGGESTIONS_PATH {
+        if request.uri().path() != katib_api::codec::GET_SUGGESTIONS_PATH {
             return self.generated.call(request);
         }
         let method = EncodedGetSuggestions(self.service.clone());
         Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(EncodedRequestCodec)
+            let mut grpc = tonic::server::Grpc::new(BytesRequestCodec::<pb::GetSuggestionsReply>::new())
                 .apply_max_message_size_config(Some(MAX_MESSAGE_SIZE), Some(MAX_MESSAGE_SIZE));
             Ok(grpc.unary(method, request).await)
         })
@@ -350,37 +349,6 @@ impl tonic::server::UnaryService<Bytes> for EncodedGetSuggestions {
         let service = self.0.clone();
         let span = rpc_span("GetSuggestions");
         Box::pin(respond(async move { service.suggest_encoded(request.into_inner()).await }).instrument(span))
-    }
-}
-
-/// Requests stay bytes (split off tonic's buffer without a copy); replies go through prost.
-#[derive(Clone, Copy)]
-struct EncodedRequestCodec;
-
-impl tonic::codec::Codec for EncodedRequestCodec {
-    type Encode = pb::GetSuggestionsReply;
-    type Decode = Bytes;
-    type Encoder = tonic_prost::ProstEncoder<pb::GetSuggestionsReply>;
-    type Decoder = BytesDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstCodec::<pb::GetSuggestionsReply, pb::GetSuggestionsReply>::default().encoder()
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        BytesDecoder
-    }
-}
-
-struct BytesDecoder;
-
-impl tonic::codec::Decoder for BytesDecoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        use bytes::Buf as _;
-        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use katib_api::codec::{BytesSendCodec, GET_SUGGESTIONS_PATH};
 use katib_api::convert::{experiment_to_pb, merge_settings, trial_to_pb};
 use katib_api::crd::{
     AlgorithmSetting, EarlyStoppingRule, Experiment, ParameterAssignment, Trial, UNAVAILABLE,
@@ -556,7 +557,9 @@ async fn get_suggestions(
         let result = match client.ready().await {
             Ok(()) => {
                 let path = tonic::codegen::http::uri::PathAndQuery::from_static(GET_SUGGESTIONS_PATH);
-                client.unary(r, path, EncodedRequestCodec).await
+                client
+                    .unary(r, path, BytesSendCodec::<pb::GetSuggestionsReply>::new())
+                    .await
             }
             Err(e) => Err(tonic::Status::unavailable(format!(
                 "the suggestion service is not ready: {e}"
@@ -583,44 +586,6 @@ async fn get_suggestions(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    }
-}
-
-const GET_SUGGESTIONS_PATH: &str = "/api.v1.beta1.Suggestion/GetSuggestions";
-
-/// Sends an already serialized request (a retry re-sends the same bytes without copying the
-/// history) and decodes the reply with prost.
-#[derive(Clone, Copy)]
-struct EncodedRequestCodec;
-
-impl tonic::codec::Codec for EncodedRequestCodec {
-    type Encode = Bytes;
-    type Decode = pb::GetSuggestionsReply;
-    type Encoder = BytesEncoder;
-    type Decoder = tonic_prost::ProstDecoder<pb::GetSuggestionsReply>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        BytesEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        tonic::codec::Codec::decoder(&mut tonic_prost::ProstCodec::<
-            pb::GetSuggestionsReply,
-            pb::GetSuggestionsReply,
-        >::default())
-    }
-}
-
-struct BytesEncoder;
-
-impl tonic::codec::Encoder for BytesEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use bytes::BufMut as _;
-        dst.put_slice(&item);
-        Ok(())
     }
 }
 
