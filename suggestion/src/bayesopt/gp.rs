@@ -500,6 +500,21 @@ pub fn standardize_and_warp(y: &[f64]) -> Vec<f64> {
     standardize(&t)
 }
 
+/// Shifts `y` so that its largest (worst) value is 0: the GP's zero prior mean is then the
+/// worst observation instead of their average. Away from the data the model reverts to that
+/// pessimistic value, so unexplored regions (in practice the faces and corners of the unit
+/// cube, where the variance is largest) are not presumed as good as the average observation,
+/// an average that is optimistic once the search concentrates on the good region. De Ath,
+/// Fieldsend & Everson (*What do you Mean? The Role of the Mean Function in Bayesian
+/// Optimisation*, GECCO 2020) found this constant mean the best of eight in 5 dimensions and
+/// more. A constant shift changes neither the order nor the acquisition functions' form.
+pub fn worst_as_prior_mean(y: &mut [f64]) {
+    let worst = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if worst.is_finite() {
+        y.iter_mut().for_each(|v| *v -= worst);
+    }
+}
+
 fn standardize(y: &[f64]) -> Vec<f64> {
     let n = y.len().max(1) as f64;
     let mean = y.iter().sum::<f64>() / n;
@@ -654,6 +669,30 @@ mod tests {
         assert!((mu1 - mu0).abs() < 1e-12);
         assert!(var1 < 1e-3 * var0.max(1e-9) + 1e-5, "{var1} vs {var0}");
         assert!((var_upd - var1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_prior_mean_is_the_worst_observation() {
+        let (x, y0) = data(20, 2, 6);
+        let mut y = y0.clone();
+        worst_as_prior_mean(&mut y);
+        let worst = y0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for (a, b) in y.iter().zip(&y0) {
+            assert!((a - (b - worst)).abs() < 1e-12);
+        }
+        assert_eq!(y.iter().copied().fold(f64::NEG_INFINITY, f64::max), 0.0);
+        // Far from the data the posterior mean returns to the worst observation (0 after the
+        // shift), not to the observations' average (below it).
+        let xs: Vec<&[f64]> = x.iter().map(|v| v.as_slice()).collect();
+        let g = groups(2);
+        let h = fit(&xs, &y, &g, &[Hyper::prior_mode(2)], 100);
+        let post = Posterior::new(&xs, &y, &h, &g, 2, 0).unwrap();
+        let (far, _) = post.predict(&[30.0, 30.0]);
+        let mean = y.iter().sum::<f64>() / y.len() as f64;
+        assert!(far.abs() < 1e-6 && mean < -0.5, "{far} {mean}");
+        let mut single = [3.0];
+        worst_as_prior_mean(&mut single);
+        assert_eq!(single, [0.0]);
     }
 
     #[test]

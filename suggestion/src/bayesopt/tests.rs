@@ -329,6 +329,39 @@ fn a_batch_spreads_out_around_pending_points() {
 }
 
 #[test]
+fn a_pending_point_where_the_model_promises_improvement_is_not_suggested_again() {
+    // A bowl seen through 6 points: the model's predicted minimum lies below every
+    // observation, so PI and EI would still rank it first once it is a zero-variance
+    // fantasy unless the fantasy also counts as the incumbent.
+    let params = vec![double("x", "0", "1", ""), double("y", "0", "1", "")];
+    let f = |a: &[pb::ParameterAssignment]| {
+        let x: f64 = a[0].value.parse().unwrap();
+        let y: f64 = a[1].value.parse().unwrap();
+        (x - 0.37).powi(2) + (y - 0.61).powi(2)
+    };
+    let settings = [
+        ("random_state", "4"),
+        ("n_initial_points", "6"),
+        ("acq_func", "PI"),
+    ];
+    let mut trials = run(&settings, params.clone(), 6, 1, &f);
+    let first = BayesianOptimization
+        .suggest(&request(&settings, params.clone(), trials.clone(), 1))
+        .unwrap();
+    let a = first.assignments[0].clone();
+    trials.push(as_trial(trials.len(), &a, C::Running, None));
+    let second = BayesianOptimization
+        .suggest(&request(&settings, params, trials, 1))
+        .unwrap();
+    let b = &second.assignments[0];
+    let d: f64 = (0..2)
+        .map(|i| (a[i].value.parse::<f64>().unwrap() - b[i].value.parse::<f64>().unwrap()).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(d > 1e-3, "suggested the pending point again: {a:?} {b:?}");
+}
+
+#[test]
 fn failed_trials_are_not_observations() {
     let params = vec![double("x", "0", "1", "")];
     let trials = vec![
