@@ -4,6 +4,7 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use katib_api::crd::{Experiment, ExperimentStatus};
@@ -17,7 +18,8 @@ pub struct Progress {
     objective: String,
     maximize: bool,
     max_trials: Option<i32>,
-    status: ExperimentStatus,
+    /// The latest experiment the runner sent (shared with the recorder, not copied).
+    latest: Option<Arc<Experiment>>,
     line_shown: bool,
 }
 
@@ -30,13 +32,21 @@ impl Progress {
             objective: objective.objective_metric_name.clone(),
             maximize: objective.is_maximize(),
             max_trials: exp.spec.max_trial_count,
-            status: ExperimentStatus::default(),
+            latest: None,
             line_shown: false,
         }
     }
 
+    fn status(&self) -> &ExperimentStatus {
+        static EMPTY: std::sync::OnceLock<ExperimentStatus> = std::sync::OnceLock::new();
+        self.latest
+            .as_ref()
+            .and_then(|e| e.status.as_ref())
+            .unwrap_or_else(|| EMPTY.get_or_init(ExperimentStatus::default))
+    }
+
     fn best(&self) -> String {
-        self.status
+        self.status()
             .current_optimal_trial
             .as_ref()
             .and_then(|o| {
@@ -48,7 +58,7 @@ impl Progress {
     }
 
     fn status_line(&self) -> String {
-        let s = &self.status;
+        let s = self.status();
         let done = s.trials_succeeded
             + s.trials_failed
             + s.trials_killed
@@ -92,11 +102,13 @@ impl Progress {
         while let Some(ev) = rx.recv().await {
             match ev {
                 Event::Status { experiment } => {
-                    let new = experiment.status.unwrap_or_default();
-                    let changed = new.trials != self.status.trials
-                        || new.trials_running != self.status.trials_running
-                        || new.current_optimal_trial != self.status.current_optimal_trial;
-                    self.status = new;
+                    let (old, new) = (self.status(), experiment.status.as_ref());
+                    let changed = new.is_none_or(|new| {
+                        new.trials != old.trials
+                            || new.trials_running != old.trials_running
+                            || new.current_optimal_trial != old.current_optimal_trial
+                    });
+                    self.latest = Some(experiment);
                     if self.tty && changed && !self.quiet {
                         let mut err = std::io::stderr().lock();
                         self.clear(&mut err);

@@ -2,6 +2,7 @@
 //! (through the UI's [`Recorder`], which also publishes them for live pages).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use katib_api::crd::{Experiment, Trial};
@@ -48,7 +49,7 @@ pub async fn tee(
     mut rx: mpsc::UnboundedReceiver<Event>,
     progress: Option<mpsc::UnboundedSender<Event>>,
     mut recorder: Option<Recorder>,
-    mut experiment: Experiment,
+    mut experiment: Arc<Experiment>,
 ) {
     let mut warned = false;
     let mut pending = Pending::default();
@@ -66,7 +67,7 @@ pub async fn tee(
         let Some(event) = event else { break };
         match &event {
             Event::Status { experiment: e } => {
-                experiment = (**e).clone();
+                experiment = e.clone();
                 pending.experiment = true;
             }
             Event::Trial { trial } => pending.trial(trial),

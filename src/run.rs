@@ -243,7 +243,12 @@ pub async fn execute(
         let dir = std::path::absolute(&run_dir).unwrap_or_else(|_| run_dir.clone());
         katib_ui::record::Recorder::new(r.store, r.hub, Some(dir.display().to_string()))
     });
-    let tee = tokio::spawn(crate::record::tee(ev_rx, progress, recorder, exp.clone()));
+    let tee = tokio::spawn(crate::record::tee(
+        ev_rx,
+        progress,
+        recorder,
+        Arc::new(exp.clone()),
+    ));
     let result = run_experiment(exp, cfg, ev_tx, Some(mark_rx), shutdown).await;
     let _ = tee.await;
 

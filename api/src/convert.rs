@@ -134,15 +134,20 @@ pub fn trial_condition_to_pb(trial: &Trial) -> pb::trial_status::TrialConditionT
 /// The value of `metric` picked by `strategy`, falling back to `latest` when min/max is
 /// unavailable (Katib's rule).
 pub fn metric_value_by_strategy(m: &crate::crd::Metric, strategy: &str) -> String {
+    metric_value_ref(m, strategy).to_owned()
+}
+
+/// [`metric_value_by_strategy`] without the copy.
+pub fn metric_value_ref<'a>(m: &'a crate::crd::Metric, strategy: &str) -> &'a str {
     let picked = match strategy {
         "min" => &m.min,
         "max" => &m.max,
         _ => &m.latest,
     };
     if picked == UNAVAILABLE || picked.is_empty() {
-        m.latest.clone()
+        &m.latest
     } else {
-        picked.clone()
+        picked
     }
 }
 

@@ -260,6 +260,7 @@ macro_rules! experiment_store {
         impl ExperimentStore for $store {
             async fn put_experiment(&self, r: &ExperimentRecord) -> Result<(), StoreError> {
                 const SQL: Sql = $sql;
+                let _turn = self.write_turn().await;
                 sqlx::query(SQL.put_experiment)
                     .bind(&r.namespace)
                     .bind(&r.name)
@@ -286,6 +287,7 @@ macro_rules! experiment_store {
                     return Ok(());
                 }
                 let err = |e| query_error(SQL.backend, "upsert into katib_trials", e);
+                let _turn = self.write_turn().await;
                 let mut tx = self.pool().begin().await.map_err(err)?;
                 for t in trials {
                     sqlx::query(SQL.put_trial)
@@ -416,6 +418,7 @@ macro_rules! experiment_store {
             ) -> Result<Option<Vec<String>>, StoreError> {
                 const SQL: Sql = $sql;
                 let err = |e| query_error(SQL.backend, "delete from katib_experiments", e);
+                let _turn = self.write_turn().await;
                 let mut tx = self.pool().begin().await.map_err(err)?;
                 let names: Vec<String> = sqlx::query_scalar(SQL.trial_names)
                     .bind(namespace)

@@ -289,6 +289,47 @@ pub async fn report_is_atomic(store: &dyn ObservationStore, poison: &str) {
     assert_eq!(all(store, trial).await, vec![before]);
 }
 
+/// Many reports at once (on SQLite they are written as groups in one transaction): each is
+/// stored exactly once, and a report the database refuses (its rows hold `poison`) fails
+/// alone, without taking the others of its group with it.
+pub async fn concurrent_reports_fail_alone(store: &dyn ObservationStore, poison: &str) {
+    let trials: Vec<String> = (0..24).map(|i| format!("suite-group-{i}")).collect();
+    for t in &trials {
+        fresh(store, t).await;
+    }
+    let rows_of = |i: usize| {
+        let value = if i == 7 {
+            poison.to_string()
+        } else {
+            format!("{i}")
+        };
+        vec![
+            row("2024-06-01T00:00:00Z", "loss", &value),
+            row("2024-06-01T00:00:01Z", "acc", &format!("0.{i}")),
+        ]
+    };
+    let reports: Vec<(usize, Vec<MetricRow>)> = (0..trials.len()).map(|i| (i, rows_of(i))).collect();
+    let trials = &trials;
+    let results = futures::future::join_all(reports.iter().map(|(i, rows)| async move {
+        let key = ReportKey::of(&trials[*i], [("k", "k", "k")]);
+        store.append(&trials[*i], rows, Some(&key)).await
+    }))
+    .await;
+    for ((i, rows), result) in reports.iter().zip(results) {
+        if *i == 7 {
+            assert!(matches!(result, Err(StoreError::Query { .. })), "{result:?}");
+            assert!(all(store, &trials[*i]).await.is_empty());
+        } else {
+            assert_eq!(result.expect("report"), Appended::Stored);
+            let mut stored = all(store, &trials[*i]).await;
+            stored.sort_by(|a, b| a.metric_name.cmp(&b.metric_name));
+            let mut want = rows.clone();
+            want.sort_by(|a, b| a.metric_name.cmp(&b.metric_name));
+            assert_eq!(stored, want, "trial {i}");
+        }
+    }
+}
+
 /// Data survives closing and re-opening the database at `url`, and opening an
 /// up-to-date database again (re-running the migrations) succeeds.
 pub async fn reopen_keeps_data(url: &str) {

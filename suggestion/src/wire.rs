@@ -170,11 +170,14 @@ fn decode_trials(
             })
             .collect::<Result<Vec<_>, Fault>>()
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let decoded: Vec<Result<Vec<Kept>, Fault>> = if threads < 2 || misses.len() < PARALLEL_FROM {
+    // Asked once: `available_parallelism` reads the cgroup files on every call (three opens).
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        || *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)));
+    let decoded: Vec<Result<Vec<Kept>, Fault>> = if misses.len() < PARALLEL_FROM || threads() < 2 {
         vec![decode(&misses)]
     } else {
-        let size = misses.len().div_ceil(threads);
+        let size = misses.len().div_ceil(threads());
         std::thread::scope(|scope| {
             let mut pieces = misses.chunks(size);
             let mine = pieces.next().unwrap_or_default();

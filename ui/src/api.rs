@@ -489,7 +489,16 @@ async fn trial_log(
         )));
     };
     let path = std::path::Path::new(&run_dir).join(&trial).join("stdout.log");
-    let text = read_tail(&path).await.map_err(|e| {
+    // The local runtime creates a trial's log with its first line: no file in a run
+    // directory that is still there means the trial has printed nothing (yet).
+    let missing = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let text = match read_tail(&path).await {
+        Err(e) if missing(&e) && tokio::fs::metadata(&run_dir).await.is_ok_and(|m| m.is_dir()) => {
+            Ok(String::new())
+        }
+        other => other,
+    };
+    let text = text.map_err(|e| {
         ApiError::NotFound(format!(
             "cannot read the log {}: {e} (the run directory may have been removed)",
             path.display()
@@ -765,15 +774,24 @@ mod tests {
         let (code, _, text) = get(&app, "/api/experiments/kubeflow/random-example/trials/t-b/log").await;
         assert_eq!(code, StatusCode::OK);
         assert!(text.contains("accuracy=0.3"));
-        // A trial without a log file, and a name that is not a trial.
-        let (code, _, _) = get(&app, "/api/experiments/kubeflow/random-example/trials/t-a/log").await;
-        assert_eq!(code, StatusCode::NOT_FOUND);
+        // A trial that has printed nothing has no log file yet: an empty log.
+        let (code, _, text) = get(&app, "/api/experiments/kubeflow/random-example/trials/t-a/log").await;
+        assert_eq!((code, text.as_str()), (StatusCode::OK, ""));
+        // A name that is not a trial.
         let (code, _, _) = get(
             &app,
             "/api/experiments/kubeflow/random-example/trials/..%2F..%2Fetc/log",
         )
         .await;
         assert_eq!(code, StatusCode::NOT_FOUND);
+        // The run directory removed: the log is gone, and the error says why.
+        drop(dir);
+        let (code, body, _) = get(&app, "/api/experiments/kubeflow/random-example/trials/t-a/log").await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(
+            body["error"].as_str().unwrap().contains("may have been removed"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@
 pub mod trial;
 
 use katib_api::conditions::{self, experiment as ec, trial as tc};
-use katib_api::convert::metric_value_by_strategy;
+use katib_api::convert::metric_value_ref;
 use katib_api::crd::{Experiment, ExperimentStatus, OptimalTrial, Trial, UNAVAILABLE};
 
 /// What the suggestion side has told the runtime so far.
@@ -69,29 +69,35 @@ pub fn classify(trial: &Trial) -> TrialClass {
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    if conditions::is_true(c, tc::KILLED) {
-        TrialClass::Killed
-    } else if conditions::is_true(c, tc::FAILED) {
-        TrialClass::Failed
-    } else if conditions::is_true(c, tc::SUCCEEDED) {
-        TrialClass::Succeeded
-    } else if conditions::is_true(c, tc::EARLY_STOPPED) {
-        TrialClass::EarlyStopped
-    } else if conditions::is_true(c, tc::RUNNING) {
-        TrialClass::Running
-    } else if conditions::is_true(c, tc::METRICS_UNAVAILABLE) {
-        TrialClass::MetricsUnavailable
-    } else {
-        TrialClass::Pending
+    // One pass over the conditions (this runs for every trial on every reconcile): the true
+    // ones, by rank, and the best rank wins.
+    const ORDER: [(&str, TrialClass); 6] = [
+        (tc::KILLED, TrialClass::Killed),
+        (tc::FAILED, TrialClass::Failed),
+        (tc::SUCCEEDED, TrialClass::Succeeded),
+        (tc::EARLY_STOPPED, TrialClass::EarlyStopped),
+        (tc::RUNNING, TrialClass::Running),
+        (tc::METRICS_UNAVAILABLE, TrialClass::MetricsUnavailable),
+    ];
+    let mut best = ORDER.len();
+    for cond in c.iter().filter(|c| c.status == "True") {
+        if let Some(rank) = ORDER[..best].iter().position(|(t, _)| *t == cond.type_) {
+            best = rank;
+        }
     }
+    ORDER.get(best).map_or(TrialClass::Pending, |(_, class)| *class)
 }
 
 /// The objective value of a trial by its metric strategy, if available.
 pub fn objective_value(exp: &Experiment, trial: &Trial) -> Option<String> {
+    objective_str(exp, trial).map(str::to_owned)
+}
+
+fn objective_str<'a>(exp: &Experiment, trial: &'a Trial) -> Option<&'a str> {
     let objective = exp.spec.objective.as_ref()?;
     let obs = trial.status.as_ref()?.observation.as_ref()?;
     let m = obs.metric(&objective.objective_metric_name)?;
-    let v = metric_value_by_strategy(m, objective.strategy_for(&m.name));
+    let v = metric_value_ref(m, objective.strategy_for(&m.name));
     (v != UNAVAILABLE && !v.is_empty()).then_some(v)
 }
 
@@ -115,7 +121,7 @@ pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a T
     let maximize = exp.spec.objective.as_ref().is_some_and(|o| o.is_maximize());
     let mut best: Option<(&Trial, Option<f64>)> = None;
     for t in trials {
-        let Some(v) = objective_value(exp, t) else {
+        let Some(v) = objective_str(exp, t) else {
             continue;
         };
         match v.trim().parse::<f64>() {
@@ -143,10 +149,16 @@ pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a T
 
 /// Recomputes counters, lists and the optimal trial (Katib's status summary).
 pub fn summarize(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStatus) {
+    summarize_best(exp, trials, status);
+}
+
+/// [`summarize`], returning the optimal trial's numeric objective value (`None` when there is
+/// none, or it is not a number).
+fn summarize_best(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStatus) -> Option<f64> {
     let mut s = ExperimentStatus {
-        start_time: status.start_time.clone(),
-        completion_time: status.completion_time.clone(),
-        last_reconcile_time: status.last_reconcile_time.clone(),
+        start_time: status.start_time.take(),
+        completion_time: status.completion_time.take(),
+        last_reconcile_time: status.last_reconcile_time.take(),
         conditions: std::mem::take(&mut status.conditions),
         ..Default::default()
     };
@@ -172,7 +184,9 @@ pub fn summarize(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStat
     s.trials_running = n(&s.running_trial_list);
     s.trial_metrics_unavailable = n(&s.metrics_unavailable_trial_list);
     s.trials_pending = n(&s.pending_trial_list);
-    s.current_optimal_trial = optimal_trial(exp, trials).map(|(t, _)| OptimalTrial {
+    let optimal = optimal_trial(exp, trials);
+    let best = optimal.and_then(|(_, v)| v);
+    s.current_optimal_trial = optimal.map(|(t, _)| OptimalTrial {
         best_trial_name: t.metadata.name.clone().unwrap_or_default(),
         parameter_assignments: t.spec.parameter_assignments.clone(),
         observation: t
@@ -182,28 +196,65 @@ pub fn summarize(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStat
             .unwrap_or_default(),
     });
     *status = s;
+    best
 }
 
-fn goal_reached(exp: &Experiment, trials: &[Trial]) -> bool {
+/// Adds trials that were just created to a status [`decide`] made before they existed: the
+/// status `decide` would now make, short of `lastReconcileTime`, without walking every trial
+/// again. New trials have no observation, so neither the optimal trial nor the conditions
+/// change.
+pub fn add_new_trials(status: &mut ExperimentStatus, new: &[Trial]) {
+    for t in new {
+        let name = t.metadata.name.clone().unwrap_or_default();
+        let (list, count) = match classify(t) {
+            TrialClass::Killed => (&mut status.killed_trial_list, &mut status.trials_killed),
+            TrialClass::Failed => (&mut status.failed_trial_list, &mut status.trials_failed),
+            TrialClass::Succeeded => (&mut status.succeeded_trial_list, &mut status.trials_succeeded),
+            TrialClass::EarlyStopped => (
+                &mut status.early_stopped_trial_list,
+                &mut status.trials_early_stopped,
+            ),
+            TrialClass::Running => (&mut status.running_trial_list, &mut status.trials_running),
+            TrialClass::MetricsUnavailable => (
+                &mut status.metrics_unavailable_trial_list,
+                &mut status.trial_metrics_unavailable,
+            ),
+            TrialClass::Pending => (&mut status.pending_trial_list, &mut status.trials_pending),
+        };
+        list.push(name);
+        *count += 1;
+        status.trials += 1;
+    }
+}
+
+fn goal_reached(exp: &Experiment, best: Option<f64>) -> bool {
     let Some(objective) = exp.spec.objective.as_ref() else {
         return false;
     };
-    let Some(goal) = objective.goal else { return false };
-    match optimal_trial(exp, trials) {
-        Some((_, Some(best))) => {
-            if objective.is_maximize() {
-                best >= goal
-            } else {
-                best <= goal
-            }
-        }
-        _ => false,
+    let (Some(goal), Some(best)) = (objective.goal, best) else {
+        return false;
+    };
+    if objective.is_maximize() {
+        best >= goal
+    } else {
+        best <= goal
     }
 }
 
 /// One reconcile of an Experiment: new status and next actions. `now` is RFC 3339.
 pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, now: &str) -> Decision {
-    let mut status = exp.status.clone().unwrap_or_default();
+    // Only what the summary keeps is copied: the trial lists are rebuilt from `trials`.
+    let mut status = exp
+        .status
+        .as_ref()
+        .map(|s| ExperimentStatus {
+            start_time: s.start_time.clone(),
+            completion_time: s.completion_time.clone(),
+            last_reconcile_time: None,
+            conditions: s.conditions.clone(),
+            ..Default::default()
+        })
+        .unwrap_or_default();
     if !conditions::is_true(&status.conditions, ec::CREATED) {
         status.start_time = Some(now.to_string());
         status.completion_time = None;
@@ -217,7 +268,7 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
         );
     }
     status.last_reconcile_time = Some(now.to_string());
-    summarize(exp, trials, &mut status);
+    let best = summarize_best(exp, trials, &mut status);
 
     let already_done = conditions::is_true(&status.conditions, ec::SUCCEEDED)
         || conditions::is_true(&status.conditions, ec::FAILED);
@@ -231,7 +282,7 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
 
     if !already_done {
         let failed = (status.trials_failed + status.trial_metrics_unavailable) as usize;
-        let terminal: Option<(&str, &str, String)> = if goal_reached(exp, trials) {
+        let terminal: Option<(&str, &str, String)> = if goal_reached(exp, best) {
             Some((
                 ec::SUCCEEDED,
                 ec::REASON_GOAL_REACHED,

@@ -328,3 +328,70 @@ fn completed_experiment_stays_completed() {
     assert_eq!(d2.status.completion_time.as_deref(), Some("t1"));
     assert_eq!(d2.status.conditions, d.status.conditions);
 }
+
+#[test]
+fn classify_follows_katib_precedence_for_every_set_of_true_conditions() {
+    let ranked = [
+        (tc::KILLED, TrialClass::Killed),
+        (tc::FAILED, TrialClass::Failed),
+        (tc::SUCCEEDED, TrialClass::Succeeded),
+        (tc::EARLY_STOPPED, TrialClass::EarlyStopped),
+        (tc::RUNNING, TrialClass::Running),
+        (tc::METRICS_UNAVAILABLE, TrialClass::MetricsUnavailable),
+    ];
+    for set in 0u32..(1 << ranked.len()) {
+        // Listed in reverse precedence, with a False copy of every type in front, so neither
+        // order nor a False condition can decide.
+        let mut conditions: Vec<Condition> = ranked
+            .iter()
+            .map(|(t, _)| Condition {
+                type_: (*t).into(),
+                status: "False".into(),
+                ..Default::default()
+            })
+            .collect();
+        for (i, (t, _)) in ranked.iter().enumerate().rev() {
+            if set & (1 << i) != 0 {
+                conditions.push(Condition {
+                    type_: (*t).into(),
+                    status: "True".into(),
+                    ..Default::default()
+                });
+            }
+        }
+        let mut t = trial("t", "Created", None);
+        t.status.as_mut().unwrap().conditions.extend(conditions);
+        let expected = ranked
+            .iter()
+            .enumerate()
+            .find(|(i, _)| set & (1 << i) != 0)
+            .map_or(TrialClass::Pending, |(_, (_, c))| *c);
+        assert_eq!(classify(&t), expected, "true conditions {set:06b}");
+    }
+}
+
+#[test]
+fn adding_new_trials_gives_the_status_a_new_decision_would() {
+    let e = exp(Some(20), 4, None, None, true);
+    let old = vec![
+        trial("a", "Succeeded", Some("0.7")),
+        trial("b", "Failed", None),
+        trial("c", "Running", None),
+    ];
+    let mut e1 = e.clone();
+    e1.status = Some(decide(&e, &old, &SuggestionState::default(), "2026-01-01T00:00:00Z").status);
+    let new = [trial("d", "Running", None), trial("e", "Created", None)];
+    let mut all = old.clone();
+    all.extend(new.iter().cloned());
+
+    let mut added = e1.status.clone().unwrap();
+    add_new_trials(&mut added, &new);
+    let mut fresh = decide(&e1, &all, &SuggestionState::default(), "2026-01-01T00:00:00Z").status;
+    // Only the reconcile time is the new decision's own.
+    fresh.last_reconcile_time = added.last_reconcile_time.clone();
+    assert_eq!(added, fresh);
+    assert_eq!(
+        (added.trials, added.trials_running, added.trials_pending),
+        (5, 2, 1)
+    );
+}

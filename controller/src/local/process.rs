@@ -3,11 +3,12 @@
 //! group (the trainer and anything it spawned) when asked.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
@@ -120,20 +121,31 @@ pub async fn run(
         .envs(spec.command.env.iter().cloned())
         .envs(spec.extra_env.iter().cloned())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut log = match open_log(&spec.log_path).await {
-        Ok(f) => f,
+    let mut log = TrialLog::new(&spec.log_path);
+    // stdout and stderr share one pipe, as `2>&1` would: the lines keep the order the
+    // trainer wrote them in (what `kubectl logs` shows too), and a trial costs one pipe
+    // and one reader instead of two merged by a channel.
+    let output = std::io::pipe().and_then(|(read, write)| {
+        let write2 = write.try_clone()?;
+        cmd.stdout(write).stderr(write2);
+        tokio::net::unix::pipe::Receiver::from_owned_fd(read.into())
+    });
+    let output = match output {
+        Ok(r) => r,
         Err(e) => {
             return ProcessExit::SpawnFailed {
-                reason: "LogFileError".into(),
-                message: format!("cannot create the trial log {}: {e}", spec.log_path.display()),
+                reason: "SpawnError".into(),
+                message: format!("cannot create the pipe for the trial's output: {e}"),
             };
         }
     };
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // The command holds our copies of the pipe's write end: closing them is what lets the
+    // reader see the end of the output when the trainer exits.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             let (reason, message) = if e.kind() == std::io::ErrorKind::NotFound {
@@ -153,7 +165,7 @@ pub async fn run(
             } else {
                 ("SpawnError", format!("cannot start \"{argv0}\": {e}"))
             };
-            let _ = log.write_all(format!("katib: {message}\n").as_bytes()).await;
+            let _ = log.line(&format!("katib: {message}"));
             return ProcessExit::SpawnFailed {
                 reason: reason.into(),
                 message,
@@ -162,36 +174,40 @@ pub async fn run(
     };
     let pgid = child.id().map(|p| p as i32);
 
-    // Merge stdout and stderr into one line stream.
-    let (tx, mut rx) = mpsc::channel::<String>(1024);
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(tokio::spawn(pump(BufReader::new(out), tx.clone())));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.push(tokio::spawn(pump(BufReader::new(err), tx.clone())));
-    }
-    drop(tx);
-
+    let mut output = BufReader::new(output);
+    let mut line = Vec::new();
     let mut tail = std::collections::VecDeque::with_capacity(5);
     let mut stopped = false;
     let mut status = None;
     let mut output_open = true;
+    let mut log_failed = None;
     loop {
         tokio::select! {
-            line = rx.recv(), if output_open => match line {
-                Some(line) => {
-                    let _ = log.write_all(line.as_bytes()).await;
-                    let _ = log.write_all(b"\n").await;
+            // Cancel-safe: a partly read line stays in `line` for the next call.
+            read = output.read_until(b'\n', &mut line), if output_open => match read {
+                Ok(0) | Err(_) => output_open = false,
+                Ok(_) => {
+                    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        line.pop();
+                    }
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    line.clear();
+                    // A trial whose output cannot be kept is stopped: its log is the only
+                    // record of what it did.
+                    if log_failed.is_none() && let Err(e) = log.line(&text) {
+                        log_failed = Some(e);
+                        if let Some(pg) = pgid {
+                            signal_group(pg, nix::sys::signal::Signal::SIGKILL);
+                        }
+                    }
                     if tail.len() == 5 { tail.pop_front(); }
-                    tail.push_back(line.chars().take(200).collect());
-                    let _ = lines.send(line).await;
+                    tail.push_back(text.chars().take(200).collect());
+                    let _ = lines.send(text).await;
                 }
-                None => output_open = false,
             },
             st = child.wait(), if status.is_none() => {
                 status = Some(st);
-                // A grandchild may keep the pipes open; stop the whole group once the
+                // A grandchild may keep the pipe open; stop the whole group once the
                 // trainer itself has exited so the trial can end.
                 if output_open && let Some(pg) = pgid {
                     signal_group(pg, nix::sys::signal::Signal::SIGTERM);
@@ -216,10 +232,12 @@ pub async fn run(
             break;
         }
     }
-    for r in readers {
-        let _ = r.await;
+    if let Some(message) = log_failed {
+        return ProcessExit::Failed {
+            reason: "LogFileError".into(),
+            message,
+        };
     }
-    let _ = log.flush().await;
     if stopped {
         return ProcessExit::Stopped;
     }
@@ -253,32 +271,40 @@ pub async fn run(
     }
 }
 
-async fn open_log(path: &Path) -> std::io::Result<tokio::fs::File> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
+/// The trial's log file, created (with its directory) when the first line comes: a trial
+/// that prints nothing costs no file. Creating two inodes per trial was a large part of
+/// starting a short trial (ext4 without a journal scans past every recently freed inode).
+/// Writes are plain `std::fs`: a line lands in the page cache in microseconds, less than a
+/// trip to Tokio's blocking pool would cost.
+struct TrialLog<'a> {
+    path: &'a Path,
+    file: Option<std::fs::File>,
 }
 
-async fn pump<R: tokio::io::AsyncBufRead + Unpin>(mut r: R, tx: mpsc::Sender<String>) {
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match r.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
-                }
-                if tx.send(String::from_utf8_lossy(&buf).into_owned()).await.is_err() {
-                    break;
-                }
+impl<'a> TrialLog<'a> {
+    fn new(path: &'a Path) -> Self {
+        Self { path, file: None }
+    }
+
+    /// Appends `line` and a newline; the error names the file.
+    fn line(&mut self, line: &str) -> Result<(), String> {
+        let describe = |e: std::io::Error| format!("cannot write the trial log {}: {e}", self.path.display());
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir).map_err(describe)?;
             }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.path)
+                .map_err(describe)?;
+            self.file = Some(file);
         }
+        let file = self.file.as_mut().expect("opened above");
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        file.write_all(&buf).map_err(describe)
     }
 }
 
@@ -362,6 +388,49 @@ mod tests {
         }
         let log = std::fs::read_to_string(dir.path().join("t/stdout.log")).unwrap();
         assert!(log.contains("loss=1 t1") && log.contains("err"));
+    }
+
+    #[tokio::test]
+    async fn output_order_is_kept_and_silent_trials_leave_no_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop_tx, stop) = oneshot::channel();
+        let s = spec(dir.path(), &["sh", "-c", "echo a; echo b >&2; echo c; printf d"]);
+        assert_eq!(run(s, tx, stopped(stop)).await, ProcessExit::Success);
+        let mut got = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            got.push(l);
+        }
+        // One pipe for both streams: the order written, and an unterminated last line.
+        assert_eq!(got, ["a", "b", "c", "d"]);
+        let log = std::fs::read_to_string(dir.path().join("t/stdout.log")).unwrap();
+        assert_eq!(log, "a\nb\nc\nd\n");
+
+        let quiet = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let (_stop_tx, stop) = oneshot::channel();
+        assert_eq!(
+            run(spec(quiet.path(), &["true"]), tx, stopped(stop)).await,
+            ProcessExit::Success
+        );
+        assert!(!quiet.path().join("t").exists());
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_fails_the_trial() {
+        let dir = tempfile::tempdir().unwrap();
+        // The log's directory would have to be where a file is.
+        std::fs::write(dir.path().join("t"), "").unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let (_stop_tx, stop) = oneshot::channel();
+        let s = spec(dir.path(), &["sh", "-c", "echo loss=1; sleep 300"]);
+        match run(s, tx, stopped(stop)).await {
+            ProcessExit::Failed { reason, message } => {
+                assert_eq!(reason, "LogFileError");
+                assert!(message.contains("t/stdout.log"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,7 +75,7 @@ pub enum Event {
         message: String,
     },
     Status {
-        experiment: Box<Experiment>,
+        experiment: Arc<Experiment>,
     },
     Exhausted {
         suggested: usize,
@@ -85,6 +86,9 @@ pub enum Event {
         trial: Box<Trial>,
     },
 }
+
+/// How often at most the runner sends [`Event::Status`] while the run goes on.
+const STATUS_EVERY: Duration = Duration::from_millis(50);
 
 /// The result of a local run.
 #[derive(Clone, Debug)]
@@ -210,12 +214,13 @@ pub async fn run_experiment(
         let mut total_requested: i32 = 0;
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut interrupted = false;
+        let mut last_status: Option<tokio::time::Instant> = None;
         tokio::pin!(shutdown);
 
         loop {
             let now = now_rfc3339();
             let decision = core::decide(&exp, &trials, &state, &now);
-            exp.status = Some(decision.status.clone());
+            exp.status = Some(decision.status);
             if early_stopping.is_some() {
                 rules_request.send_replace(pb::GetEarlyStoppingRulesRequest {
                     experiment: Some(experiment_to_pb(&exp, &overrides)),
@@ -223,7 +228,6 @@ pub async fn run_experiment(
                     db_manager_address: cfg.db_manager_addr.clone(),
                 });
             }
-            let _ = events.send(Event::Status { experiment: Box::new(exp.clone()) });
             for name in &decision.kill {
                 if let Some(r) = running.get_mut(name)
                     && let Some(stop) = r.stop.take()
@@ -233,6 +237,7 @@ pub async fn run_experiment(
                 }
             }
             if (decision.completed || interrupted) && running.is_empty() {
+                let _ = events.send(Event::Status { experiment: Arc::new(exp.clone()) });
                 break;
             }
             if decision.request > 0 && !interrupted {
@@ -256,6 +261,7 @@ pub async fn run_experiment(
                             overrides = merge_settings(&overrides, &returned);
                         }
                         let got = reply.parameter_assignments.len();
+                        let first_new = trials.len();
                         if got < want as usize {
                             info!(requested = want, returned = got, "the search space is exhausted");
                             state.exhausted = true;
@@ -311,7 +317,16 @@ pub async fn run_experiment(
                                 running.insert(name, Running { stop: Some(stop) });
                             }
                         }
-                        continue;
+                        // A full reply changes nothing a new decision would act on (the
+                        // new trials only fill the free slots), so the status is brought up
+                        // to date without one: a decision walks every trial. Anything else
+                        // (a short reply, early-stopping rules to refresh) decides again.
+                        if got < want as usize || early_stopping.is_some() {
+                            continue;
+                        }
+                        if let Some(status) = exp.status.as_mut() {
+                            core::add_new_trials(status, &trials[first_new..]);
+                        }
                     }
                     Err(SuggestError::Invalid(msg)) => {
                         state.failed = Some(msg);
@@ -330,56 +345,75 @@ pub async fn run_experiment(
                 }
             }
 
-            tokio::select! {
-                // Marks first: a collector sends its mark before its trial's exit.
-                biased;
-                Some(mark) = next_mark(&mut marks) => {
-                    let outcome = match index.get(&mark.trial) {
-                        None => MarkOutcome::NotFound,
-                        Some(&i) => {
-                            pb_cache.invalidate(i);
-                            if mark_early_stopped(&mut trials[i], &now_rfc3339()) {
-                                info!(trial = %mark.trial, "trial early stopped");
-                                // Its collector reported before asking: read the
-                                // observation now, so the trial is an input to the next
-                                // GetSuggestions (Katib leaves early-stopped trials
-                                // without one out).
-                                let logs = read_logs(&mark.trial, &mut db).await;
-                                if let Some(obs) = observation_from_logs(&trials[i], &logs) {
-                                    trials[i].status.get_or_insert_with(Default::default).observation = Some(obs);
+            // The status goes out at most every STATUS_EVERY (and when the run ends): every
+            // copy carries the trial name lists, O(trials), and nobody looks faster.
+            let mut unsent = true;
+            loop {
+                if unsent && last_status.is_none_or(|at| at.elapsed() >= STATUS_EVERY) {
+                    let _ = events.send(Event::Status { experiment: Arc::new(exp.clone()) });
+                    last_status = Some(tokio::time::Instant::now());
+                    unsent = false;
+                }
+                let status_due = last_status.map_or_else(tokio::time::Instant::now, |at| at + STATUS_EVERY);
+                tokio::select! {
+                    // Marks first: a collector sends its mark before its trial's exit.
+                    biased;
+                    () = tokio::time::sleep_until(status_due), if unsent => {
+                        let _ = events.send(Event::Status { experiment: Arc::new(exp.clone()) });
+                        last_status = Some(tokio::time::Instant::now());
+                        unsent = false;
+                        // Only the status went out: keep waiting, no new decision.
+                        continue;
+                    }
+                    Some(mark) = next_mark(&mut marks) => {
+                        let outcome = match index.get(&mark.trial) {
+                            None => MarkOutcome::NotFound,
+                            Some(&i) => {
+                                pb_cache.invalidate(i);
+                                if mark_early_stopped(&mut trials[i], &now_rfc3339()) {
+                                    info!(trial = %mark.trial, "trial early stopped");
+                                    // Its collector reported before asking: read the
+                                    // observation now, so the trial is an input to the next
+                                    // GetSuggestions (Katib leaves early-stopped trials
+                                    // without one out).
+                                    let logs = read_logs(&mark.trial, &mut db).await;
+                                    if let Some(obs) = observation_from_logs(&trials[i], &logs) {
+                                        trials[i].status.get_or_insert_with(Default::default).observation = Some(obs);
+                                    }
+                                    let _ = events.send(Event::Trial { trial: Box::new(trials[i].clone()) });
+                                    MarkOutcome::Marked
+                                } else {
+                                    MarkOutcome::AlreadyCompleted
                                 }
+                            }
+                        };
+                        let _ = mark.done.send(outcome);
+                    }
+                    Some(fin) = done_rx.recv() => {
+                        // Take every completion that is ready, so one decision (and one
+                        // GetSuggestions call) covers all of them.
+                        let mut batch = vec![fin];
+                        while let Ok(more) = done_rx.try_recv() {
+                            batch.push(more);
+                        }
+                        for fin in batch {
+                            running.remove(&fin.name);
+                            if let Some(&i) = index.get(&fin.name) {
+                                pb_cache.invalidate(i);
+                                finish_trial(&mut trials[i], fin.exit, fin.logs, &mut db, &events).await;
                                 let _ = events.send(Event::Trial { trial: Box::new(trials[i].clone()) });
-                                MarkOutcome::Marked
-                            } else {
-                                MarkOutcome::AlreadyCompleted
                             }
                         }
-                    };
-                    let _ = mark.done.send(outcome);
-                }
-                Some(fin) = done_rx.recv() => {
-                    // Take every completion that is ready, so one decision (and one
-                    // GetSuggestions call) covers all of them.
-                    let mut batch = vec![fin];
-                    while let Ok(more) = done_rx.try_recv() {
-                        batch.push(more);
                     }
-                    for fin in batch {
-                        running.remove(&fin.name);
-                        if let Some(&i) = index.get(&fin.name) {
-                            pb_cache.invalidate(i);
-                            finish_trial(&mut trials[i], fin.exit, fin.logs, &mut db, &events).await;
-                            let _ = events.send(Event::Trial { trial: Box::new(trials[i].clone()) });
+                    _ = &mut shutdown, if !interrupted => {
+                        warn!("interrupted: stopping {} running trial(s)", running.len());
+                        interrupted = true;
+                        for r in running.values_mut() {
+                            if let Some(stop) = r.stop.take() { let _ = stop.send(()); }
                         }
                     }
                 }
-                _ = &mut shutdown, if !interrupted => {
-                    warn!("interrupted: stopping {} running trial(s)", running.len());
-                    interrupted = true;
-                    for r in running.values_mut() {
-                        if let Some(stop) = r.stop.take() { let _ = stop.send(()); }
-                    }
-                }
+                break;
             }
         }
 

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::pool::PoolOptions;
@@ -83,6 +84,12 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// Whether this process lets one write transaction at a time reach the database. SQLite
+    /// has one writer: concurrent writers from the pool met `SQLITE_BUSY`, and its busy
+    /// handler sleeps 1, 2, 5, 10 ms and more between tries, so reports stalled for
+    /// milliseconds while the database sat idle. Waiting in line here costs nothing.
+    const SERIALIZE_WRITES: bool = false;
 }
 
 /// Katib's `observation_logs` (plus `report_keys` and `metric_summaries`) in a database
@@ -90,6 +97,10 @@ pub trait Dialect: Send + Sync + 'static {
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D::Db>,
     target: String,
+    /// Held for the whole of a write transaction when [`Dialect::SERIALIZE_WRITES`].
+    writes: Arc<tokio::sync::Mutex<()>>,
+    /// Reports waiting for the next group transaction (only when serializing writes).
+    queued: Arc<std::sync::Mutex<Vec<QueuedReport>>>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -97,6 +108,20 @@ impl<D: Dialect> Clone for SqlStore<D> {
         Self {
             pool: self.pool.clone(),
             target: self.target.clone(),
+            writes: self.writes.clone(),
+            queued: self.queued.clone(),
+        }
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// Waits for this store's turn to write (see [`Dialect::SERIALIZE_WRITES`]); hold the
+    /// guard until the write is committed.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if D::SERIALIZE_WRITES {
+            Some(self.writes.lock().await)
+        } else {
+            None
         }
     }
 }
@@ -136,7 +161,12 @@ where
     /// Connects with the pool settings of `settings`, without touching the schema.
     pub async fn connect_with(url: &str, settings: &StoreOptions) -> Result<Self, StoreError> {
         let (pool, target) = D::connect(url, settings).await?;
-        Ok(Self { pool, target })
+        Ok(Self {
+            pool,
+            target,
+            writes: Arc::default(),
+            queued: Arc::default(),
+        })
     }
 
     /// Applies the migrations, or only checks the table (see [`Init`]).
@@ -226,6 +256,139 @@ fn query<D: Dialect>(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Sto
     move |source| query_error(D::BACKEND, operation, source)
 }
 
+/// A report waiting for its group's transaction (see [`Dialect::SERIALIZE_WRITES`]).
+struct QueuedReport {
+    trial: String,
+    logs: Vec<MetricRow>,
+    key: Option<ReportKey>,
+    done: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> String: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> Option<f64>: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
+{
+    /// One report in a transaction of its own.
+    async fn append_alone(
+        &self,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+    ) -> Result<Appended, StoreError> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
+        let written = Self::write_report(&mut tx, trial, logs, key).await?;
+        if written == Appended::Stored {
+            tx.commit().await.map_err(query::<D>("commit"))?;
+        }
+        Ok(written)
+    }
+
+    /// Writes `group` in one transaction and answers each report. If that transaction
+    /// fails, each report is written again alone, so one bad report fails only itself.
+    /// The caller holds the write turn.
+    async fn write_group(&self, group: Vec<QueuedReport>) {
+        let together = async {
+            let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
+            let mut written = Vec::with_capacity(group.len());
+            for r in &group {
+                written.push(Self::write_report(&mut tx, &r.trial, &r.logs, r.key.as_ref()).await?);
+            }
+            tx.commit().await.map_err(query::<D>("commit"))?;
+            Ok::<_, StoreError>(written)
+        };
+        match together.await {
+            Ok(written) => {
+                for (r, w) in group.into_iter().zip(written) {
+                    let _ = r.done.send(Ok(w));
+                }
+            }
+            Err(e) => {
+                if group.len() > 1 {
+                    tracing::debug!(reports = group.len(), error = %e, "a group of reports failed; writing each alone");
+                }
+                for r in group {
+                    let alone = async {
+                        let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
+                        let written = Self::write_report(&mut tx, &r.trial, &r.logs, r.key.as_ref()).await?;
+                        if written == Appended::Stored {
+                            tx.commit().await.map_err(query::<D>("commit"))?;
+                        }
+                        Ok(written)
+                    };
+                    let _ = r.done.send(alone.await);
+                }
+            }
+        }
+    }
+
+    /// The statements of one report inside `tx`: its key (nothing else is written when the
+    /// key is already there), its rows and its summary updates.
+    async fn write_report(
+        tx: &mut sqlx::Transaction<'static, D::Db>,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+    ) -> Result<Appended, StoreError> {
+        if let Some(key) = key {
+            let inserted = sqlx::query(D::INSERT_KEY)
+                .bind(trial)
+                .bind(key.hex())
+                .execute(&mut **tx)
+                .await
+                .map_err(query::<D>("insert into report_keys"))?;
+            if D::rows_affected(&inserted) == 0 {
+                return Ok(Appended::Duplicate);
+            }
+        }
+        for chunk in logs.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<D::Db>::new(INSERT);
+            insert.push_values(chunk, |mut values, row| {
+                values
+                    .push_bind(trial)
+                    .push_bind(to_sql_text(row.time))
+                    .push_unseparated(D::TIME_CAST)
+                    .push_bind(row.metric_name.as_str())
+                    .push_bind(row.value.as_str());
+            });
+            insert
+                .build()
+                .execute(&mut **tx)
+                .await
+                .map_err(query::<D>("insert into observation_logs"))?;
+        }
+        let deltas = summarize(logs);
+        for chunk in deltas.chunks(ROWS_PER_INSERT) {
+            let mut upsert = QueryBuilder::<D::Db>::new(D::UPSERT_SUMMARY);
+            upsert.push(SUMMARY_COLUMNS);
+            upsert.push_values(chunk, |mut values, delta| {
+                values
+                    .push_bind(trial)
+                    .push_bind(delta.metric)
+                    .push_bind(delta.min.map(|(n, _)| n))
+                    .push_bind(delta.min.map(|(_, text)| text))
+                    .push_bind(delta.max.map(|(n, _)| n))
+                    .push_bind(delta.max.map(|(_, text)| text))
+                    .push_bind(to_sql_text(delta.latest.0))
+                    .push_unseparated(D::TIME_CAST)
+                    .push_bind(delta.latest.1);
+            });
+            upsert.push(D::ON_SUMMARY_CONFLICT);
+            upsert
+                .build()
+                .execute(&mut **tx)
+                .await
+                .map_err(query::<D>("upsert into metric_summaries"))?;
+        }
+        Ok(Appended::Stored)
+    }
+}
+
 #[tonic::async_trait]
 impl<D: Dialect> ObservationStore for SqlStore<D>
 where
@@ -253,59 +416,45 @@ where
             return Ok(Appended::Stored);
         }
         check_times(logs)?;
-        let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
-        if let Some(key) = key {
-            let inserted = sqlx::query(D::INSERT_KEY)
-                .bind(trial)
-                .bind(key.hex())
-                .execute(&mut *tx)
-                .await
-                .map_err(query::<D>("insert into report_keys"))?;
-            if D::rows_affected(&inserted) == 0 {
-                return Ok(Appended::Duplicate);
-            }
+        if !D::SERIALIZE_WRITES {
+            return self.append_alone(trial, logs, key).await;
         }
-        for chunk in logs.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<D::Db>::new(INSERT);
-            insert.push_values(chunk, |mut values, row| {
-                values
-                    .push_bind(trial)
-                    .push_bind(to_sql_text(row.time))
-                    .push_unseparated(D::TIME_CAST)
-                    .push_bind(row.metric_name.as_str())
-                    .push_bind(row.value.as_str());
+        // Group commit: the report joins the queue, and whoever gets the write turn first
+        // writes everything queued in one transaction. SQLite commits one transaction at a
+        // time, and a report is five statements, each a trip to the connection's thread:
+        // reports that arrived together waited in line for each other's trips.
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(QueuedReport {
+                trial: trial.to_owned(),
+                logs: logs.to_vec(),
+                key: key.copied(),
+                done,
             });
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query::<D>("insert into observation_logs"))?;
+        let turn = self.writes.clone().lock_owned().await;
+        if let Ok(written) = result.try_recv() {
+            return written;
         }
-        let deltas = summarize(logs);
-        for chunk in deltas.chunks(ROWS_PER_INSERT) {
-            let mut upsert = QueryBuilder::<D::Db>::new(D::UPSERT_SUMMARY);
-            upsert.push(SUMMARY_COLUMNS);
-            upsert.push_values(chunk, |mut values, delta| {
-                values
-                    .push_bind(trial)
-                    .push_bind(delta.metric)
-                    .push_bind(delta.min.map(|(n, _)| n))
-                    .push_bind(delta.min.map(|(_, text)| text))
-                    .push_bind(delta.max.map(|(n, _)| n))
-                    .push_bind(delta.max.map(|(_, text)| text))
-                    .push_bind(to_sql_text(delta.latest.0))
-                    .push_unseparated(D::TIME_CAST)
-                    .push_bind(delta.latest.1);
-            });
-            upsert.push(D::ON_SUMMARY_CONFLICT);
-            upsert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(query::<D>("upsert into metric_summaries"))?;
-        }
-        tx.commit().await.map_err(query::<D>("commit"))?;
-        Ok(Appended::Stored)
+        let group = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()));
+        let store = self.clone();
+        // On its own task: a caller that goes away (a cancelled RPC) must not cut a group
+        // that carries other callers' reports.
+        let _ = tokio::spawn(async move {
+            store.write_group(group).await;
+            drop(turn);
+        })
+        .await;
+        // Only if that task panicked; the caller may send the report again (its key makes
+        // a second copy harmless).
+        result.await.unwrap_or_else(|_| {
+            Err(StoreError::Query {
+                backend: D::NAME,
+                operation: "write a group of reports",
+                source: sqlx::Error::WorkerCrashed,
+            })
+        })
     }
 
     async fn get(&self, q: &LogQuery) -> Result<Vec<MetricRow>, StoreError> {
@@ -393,6 +542,7 @@ where
     }
 
     async fn delete(&self, trial: &str) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
         let mut deleted = 0;
         for (i, table) in TRIAL_TABLES.into_iter().enumerate() {

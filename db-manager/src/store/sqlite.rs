@@ -138,6 +138,8 @@ impl Dialect for SqliteDialect {
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    const SERIALIZE_WRITES: bool = true;
 }
 
 /// A `GLOB` pattern matching every text that starts with `prefix`.
@@ -303,6 +305,7 @@ mod tests {
         .expect("create trigger");
         raw.close().await.expect("close raw");
         testsuite::report_is_atomic(&store, "poison").await;
+        testsuite::concurrent_reports_fail_alone(&store, "poison").await;
     }
 
     #[tokio::test]
