@@ -50,6 +50,7 @@ pub async fn run_all(store: &dyn ObservationStore) {
     bulk_read_by_names_and_prefix(store).await;
     best_values_follow_goals(store).await;
     best_values_across_reports_and_delete(store).await;
+    concurrent_reports_keep_their_own_outcome(store).await;
 }
 
 /// What goes in comes out, in time order.
@@ -328,6 +329,57 @@ pub async fn concurrent_reports_fail_alone(store: &dyn ObservationStore, poison:
             assert_eq!(stored, want, "trial {i}");
         }
     }
+}
+
+/// Reports that arrive together (on SQLite: one group transaction) keep every report's own
+/// outcome: two reports of one trial both land and their summaries merge, a copy of a keyed
+/// report is a duplicate, and rows of different trials stay apart.
+pub async fn concurrent_reports_keep_their_own_outcome(store: &dyn ObservationStore) {
+    let (a, b) = ("suite-group-a", "suite-group-b");
+    fresh(store, a).await;
+    fresh(store, b).await;
+    let first = [row("2024-07-01T00:00:00Z", "loss", "0.5")];
+    let second = [row("2024-07-01T00:00:01Z", "loss", "0.3")];
+    let other = [row("2024-07-01T00:00:02Z", "loss", "0.9")];
+    let key = |trial: &str, v: &str| ReportKey::of(trial, [("t", "loss", v)]);
+    let (k1, k2, k3) = (key(a, "0.5"), key(a, "0.3"), key(b, "0.9"));
+    let results = futures::future::join_all([
+        store.append(a, &first, Some(&k1)),
+        store.append(a, &second, Some(&k2)),
+        store.append(a, &first, Some(&k1)),
+        store.append(b, &other, Some(&k3)),
+        store.append(a, &second, None),
+    ])
+    .await;
+    let results: Vec<Appended> = results.into_iter().map(|r| r.expect("append")).collect();
+    // Exactly one of the two copies of the first report is stored.
+    assert_eq!(
+        results.iter().filter(|r| **r == Appended::Duplicate).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(results[1], Appended::Stored);
+    assert_eq!(results[3], Appended::Stored);
+    assert_eq!(results[4], Appended::Stored);
+    assert_eq!(all(store, a).await.len(), 3);
+    assert_eq!(all(store, b).await, other);
+    let goals = [
+        MetricGoal::new("loss", Goal::Min),
+        MetricGoal::new("loss", Goal::Max),
+    ];
+    let got = store
+        .best_values(&TrialSet::Names(vec![a.into(), b.into()]), &goals)
+        .await
+        .expect("best values");
+    assert_eq!(
+        got,
+        [
+            best(a, "loss", Goal::Min, "0.3"),
+            best(a, "loss", Goal::Max, "0.5"),
+            best(b, "loss", Goal::Min, "0.9"),
+            best(b, "loss", Goal::Max, "0.9"),
+        ]
+    );
 }
 
 /// Data survives closing and re-opening the database at `url`, and opening an
