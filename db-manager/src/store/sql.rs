@@ -281,6 +281,16 @@ where
         key: Option<&ReportKey>,
     ) -> Result<Appended, StoreError> {
         let _turn = self.write_turn().await;
+        self.write_alone(trial, logs, key).await
+    }
+
+    /// [`Self::append_alone`] for a caller that already holds the write turn.
+    async fn write_alone(
+        &self,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+    ) -> Result<Appended, StoreError> {
         let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
         let written = Self::write_report(&mut tx, trial, logs, key).await?;
         if written == Appended::Stored {
@@ -313,15 +323,8 @@ where
                     tracing::debug!(reports = group.len(), error = %e, "a group of reports failed; writing each alone");
                 }
                 for r in group {
-                    let alone = async {
-                        let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
-                        let written = Self::write_report(&mut tx, &r.trial, &r.logs, r.key.as_ref()).await?;
-                        if written == Appended::Stored {
-                            tx.commit().await.map_err(query::<D>("commit"))?;
-                        }
-                        Ok(written)
-                    };
-                    let _ = r.done.send(alone.await);
+                    let alone = self.write_alone(&r.trial, &r.logs, r.key.as_ref()).await;
+                    let _ = r.done.send(alone);
                 }
             }
         }
