@@ -184,9 +184,13 @@ pub async fn run(
     loop {
         tokio::select! {
             // Cancel-safe: a partly read line stays in `line` for the next call.
-            read = output.read_until(b'\n', &mut line), if output_open => match read {
-                Ok(0) | Err(_) => output_open = false,
-                Ok(_) => {
+            read = output.read_until(b'\n', &mut line), if output_open => {
+                // A call that resumes after a cancelled one can meet the end of the output
+                // with an unterminated last line already in `line`, and answer Ok(0).
+                if matches!(read, Ok(0) | Err(_)) {
+                    output_open = false;
+                }
+                if !line.is_empty() {
                     while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                         line.pop();
                     }
@@ -204,7 +208,7 @@ pub async fn run(
                     tail.push_back(text.chars().take(200).collect());
                     let _ = lines.send(text).await;
                 }
-            },
+            }
             st = child.wait(), if status.is_none() => {
                 status = Some(st);
                 // A grandchild may keep the pipe open; stop the whole group once the
@@ -414,6 +418,32 @@ mod tests {
             ProcessExit::Success
         );
         assert!(!quiet.path().join("t").exists());
+    }
+
+    #[tokio::test]
+    async fn an_unterminated_last_line_survives_a_grandchild_holding_the_pipe() {
+        // The trainer exits while a background child keeps the pipe open: the exit is seen
+        // before the end of the output, so the read of "last" (read during the pause) is
+        // cancelled part-way and resumed after the group is stopped. The line must arrive.
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop_tx, stop) = oneshot::channel();
+        let s = spec(
+            dir.path(),
+            &[
+                "sh",
+                "-c",
+                "echo first; printf last; sleep 0.2; sleep 300 & exit 0",
+            ],
+        );
+        assert_eq!(run(s, tx, stopped(stop)).await, ProcessExit::Success);
+        let mut got = Vec::new();
+        while let Ok(l) = rx.try_recv() {
+            got.push(l);
+        }
+        assert_eq!(got, ["first", "last"]);
+        let log = std::fs::read_to_string(dir.path().join("t/stdout.log")).unwrap();
+        assert_eq!(log, "first\nlast\n");
     }
 
     #[tokio::test]
