@@ -15,6 +15,7 @@ pub mod conditions;
 pub mod convert;
 pub mod crd;
 pub mod defaults;
+pub mod ext;
 pub mod goregex;
 pub mod time;
 pub mod validate;

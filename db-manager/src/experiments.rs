@@ -153,7 +153,8 @@ pub async fn open_experiment_store(
 struct Sql {
     backend: &'static str,
     put_experiment: &'static str,
-    put_trial: &'static str,
+    /// What follows the rows of the multi-row trial upsert ([`PUT_TRIALS`]).
+    put_trials_conflict: &'static str,
     list_all: &'static str,
     list_namespace: &'static str,
     get_experiment: &'static str,
@@ -166,6 +167,14 @@ struct Sql {
     changed_since: &'static str,
 }
 
+/// The head of the trial upsert; the rows (`VALUES (...), (...)`) and the backend's
+/// conflict clause follow.
+const PUT_TRIALS: &str = "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) ";
+
+/// Trials per upsert statement: 9 parameters each stays far below every backend's limit
+/// (SQLite 32,766; MySQL and PostgreSQL 65,535).
+const TRIALS_PER_STATEMENT: usize = 200;
+
 const SQLITE: Sql = Sql {
     backend: "SQLite",
     put_experiment: "INSERT INTO katib_experiments (namespace, name, status, summary, body, run_dir, created, updated) \
@@ -173,9 +182,7 @@ const SQLITE: Sql = Sql {
          ON CONFLICT (namespace, name) DO UPDATE SET status = excluded.status, \
          summary = excluded.summary, body = excluded.body, \
          run_dir = COALESCE(excluded.run_dir, katib_experiments.run_dir), updated = excluded.updated",
-    put_trial: "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (namespace, experiment, name) DO UPDATE SET status = excluded.status, \
+    put_trials_conflict: " ON CONFLICT (namespace, experiment, name) DO UPDATE SET status = excluded.status, \
          objective = excluded.objective, row_json = excluded.row_json, body = excluded.body, \
          updated = excluded.updated",
     list_all: "SELECT namespace, name, status, summary, created, updated FROM katib_experiments \
@@ -202,9 +209,7 @@ const MYSQL: Sql = Sql {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
          ON DUPLICATE KEY UPDATE status = VALUES(status), summary = VALUES(summary), body = VALUES(body), \
          run_dir = COALESCE(VALUES(run_dir), run_dir), updated = VALUES(updated)",
-    put_trial: "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON DUPLICATE KEY UPDATE status = VALUES(status), objective = VALUES(objective), \
+    put_trials_conflict: " ON DUPLICATE KEY UPDATE status = VALUES(status), objective = VALUES(objective), \
          row_json = VALUES(row_json), body = VALUES(body), updated = VALUES(updated)",
     list_all: "SELECT CAST(namespace AS CHAR CHARACTER SET utf8mb4), CAST(name AS CHAR CHARACTER SET utf8mb4), \
          status, summary, created, updated FROM katib_experiments ORDER BY created DESC, namespace, name",
@@ -232,9 +237,7 @@ const POSTGRES: Sql = Sql {
          ON CONFLICT (namespace, name) DO UPDATE SET status = excluded.status, \
          summary = excluded.summary, body = excluded.body, \
          run_dir = COALESCE(excluded.run_dir, katib_experiments.run_dir), updated = excluded.updated",
-    put_trial: "INSERT INTO katib_trials (namespace, experiment, name, seq, status, objective, row_json, body, updated) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (namespace, experiment, name) DO UPDATE SET status = excluded.status, \
+    put_trials_conflict: " ON CONFLICT (namespace, experiment, name) DO UPDATE SET status = excluded.status, \
          objective = excluded.objective, row_json = excluded.row_json, body = excluded.body, \
          updated = excluded.updated",
     list_all: "SELECT namespace, name, status, summary, created, updated FROM katib_experiments \
@@ -289,20 +292,24 @@ macro_rules! experiment_store {
                 let err = |e| query_error(SQL.backend, "upsert into katib_trials", e);
                 let _turn = self.write_turn().await;
                 let mut tx = self.pool().begin().await.map_err(err)?;
-                for t in trials {
-                    sqlx::query(SQL.put_trial)
-                        .bind(namespace)
-                        .bind(experiment)
-                        .bind(&t.name)
-                        .bind(t.seq)
-                        .bind(&t.status)
-                        .bind(t.objective.filter(|v| v.is_finite()))
-                        .bind(&t.row)
-                        .bind(&t.body)
-                        .bind(&t.updated)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err)?;
+                // Many rows per statement: the write turn is held for the whole
+                // transaction, and one statement per trial kept reports waiting behind a
+                // flush of a few hundred trials (each statement a round trip to the driver).
+                for chunk in trials.chunks(TRIALS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::new(PUT_TRIALS);
+                    query.push_values(chunk, |mut row, t| {
+                        row.push_bind(namespace)
+                            .push_bind(experiment)
+                            .push_bind(&t.name)
+                            .push_bind(t.seq)
+                            .push_bind(&t.status)
+                            .push_bind(t.objective.filter(|v| v.is_finite()))
+                            .push_bind(&t.row)
+                            .push_bind(&t.body)
+                            .push_bind(&t.updated);
+                    });
+                    query.push(SQL.put_trials_conflict);
+                    query.build().execute(&mut *tx).await.map_err(err)?;
                 }
                 tx.commit().await.map_err(err)
             }

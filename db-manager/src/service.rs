@@ -74,6 +74,7 @@ impl DbManager for DbManagerService {
         request: Request<pb::ReportObservationLogRequest>,
     ) -> Result<Response<pb::ReportObservationLogReply>, Status> {
         let received = Timestamp::now();
+        let count_rows = request.metadata().contains_key(katib_api::ext::COUNT_ROWS);
         let request = request.into_inner();
         let span = tracing::info_span!(
             "ReportObservationLog",
@@ -90,7 +91,20 @@ impl DbManager for DbManagerService {
                     tracing::info!(?key, "report already stored (a retry); nothing written");
                 }
             }
-            Ok(Response::new(pb::ReportObservationLogReply {}))
+            let mut response = Response::new(pb::ReportObservationLogReply {});
+            if count_rows {
+                // Only an aid to the caller (it reads the log back without it): a failed
+                // count leaves the answer out rather than failing a stored report.
+                match self.store.count(&trial).await {
+                    Ok(n) => {
+                        response
+                            .metadata_mut()
+                            .insert(katib_api::ext::STORED_ROWS, n.into());
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cannot count the trial's rows; answering without"),
+                }
+            }
+            Ok(response)
         }
         .instrument(span)
         .await
@@ -426,6 +440,60 @@ mod tests {
             rows.iter()
                 .all(|row| row.time == ts("2030-01-01T00:00:00.123456Z"))
         );
+    }
+
+    /// The row count comes back in the reply's metadata only when asked, and counts every
+    /// row of the trial (a retried report once), so a collector can tell whether someone
+    /// else wrote to its trial.
+    #[tokio::test]
+    async fn report_answers_the_trial_row_count_when_asked() {
+        let store = crate::SqliteStore::open("sqlite::memory:").await.expect("store");
+        let service = DbManagerService::new(Arc::new(store));
+        let counted = |trial: &str, logs: Vec<pb::MetricLog>| {
+            let mut request = Request::new(report(trial, logs));
+            request.metadata_mut().insert(
+                katib_api::ext::COUNT_ROWS,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            request
+        };
+        let stored = |reply: &Response<pb::ReportObservationLogReply>| {
+            reply
+                .metadata()
+                .get(katib_api::ext::STORED_ROWS)
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+
+        let plain = service
+            .report_observation_log(Request::new(report(
+                "t1",
+                vec![log("2024-05-01T10:00:00Z", "loss", "1")],
+            )))
+            .await
+            .expect("plain report");
+        assert_eq!(stored(&plain), None, "not asked, not answered");
+
+        let second = vec![
+            log("2024-05-01T10:00:01Z", "loss", "0.5"),
+            log("2024-05-01T10:00:01Z", "acc", "0.7"),
+        ];
+        let reply = service
+            .report_observation_log(counted("t1", second.clone()))
+            .await
+            .expect("counted report");
+        assert_eq!(stored(&reply).as_deref(), Some("3"));
+        // The same report again is a duplicate: nothing is added, the count says so.
+        let again = service
+            .report_observation_log(counted("t1", second))
+            .await
+            .expect("repeated report");
+        assert_eq!(stored(&again).as_deref(), Some("3"));
+        // Another trial's rows do not count.
+        let other = service
+            .report_observation_log(counted("t2", vec![log("2024-05-01T10:00:00Z", "loss", "9")]))
+            .await
+            .expect("other trial");
+        assert_eq!(stored(&other).as_deref(), Some("1"));
     }
 
     #[test]

@@ -254,6 +254,10 @@ pub trait ObservationStore: Send + Sync {
     /// The rows matching `query`, in time order (ties in insertion order).
     async fn get(&self, query: &LogQuery) -> Result<Vec<MetricRow>, StoreError>;
 
+    /// How many observation rows of `trial` [`get`](Self::get) could return (rows with a
+    /// time). Never fewer than `get` returns for the trial.
+    async fn count(&self, trial: &str) -> Result<u64, StoreError>;
+
     /// Every row of every trial in `trials` (only `metric`'s, when given), one query per
     /// up to [`NAMES_PER_QUERY`] names: trial name to its rows in time order (ties in
     /// insertion order). Trials without rows are absent.
@@ -528,6 +532,12 @@ pub(crate) struct SqlRow {
     pub(crate) time_text: Option<String>,
     pub(crate) metric_name: String,
     pub(crate) value: String,
+}
+
+/// A `COUNT(*)` result.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CountRow {
+    pub(crate) n: i64,
 }
 
 /// Turns selected rows into [`MetricRow`]s, skipping rows whose time is NULL or unreadable

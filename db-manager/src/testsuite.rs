@@ -43,6 +43,7 @@ pub async fn run_all(store: &dyn ObservationStore) {
     microsecond_precision(store).await;
     values_kept_verbatim(store).await;
     delete_only_that_trial(store).await;
+    count_matches_what_get_returns(store).await;
     empty_report_is_a_no_op(store).await;
     large_report(store).await;
     out_of_range_time_is_refused_whole(store).await;
@@ -237,6 +238,42 @@ pub async fn delete_only_that_trial(store: &dyn ObservationStore) {
     assert_eq!(all(store, gone).await, Vec::new());
     assert_eq!(all(store, kept).await, rows[..1]);
     assert_eq!(store.delete(gone).await.expect("delete again"), 0);
+}
+
+/// `count` is the number of rows `get` returns for the trial, across reports, a repeated
+/// keyed report and a delete; other trials do not count.
+pub async fn count_matches_what_get_returns(store: &dyn ObservationStore) {
+    let (trial, other) = ("suite-count", "suite-count-other");
+    fresh(store, trial).await;
+    fresh(store, other).await;
+    assert_eq!(store.count(trial).await.expect("count of nothing"), 0);
+    let rows = [
+        row("2024-05-01T10:00:00Z", "loss", "0.5"),
+        row("2024-05-01T10:00:01Z", "loss", "0.4"),
+        row("0001-01-01T00:00:00Z", "accuracy", "unavailable"),
+    ];
+    store.report(trial, &rows[..2]).await.expect("first report");
+    store.report(other, &rows).await.expect("other trial");
+    let key = ReportKey::of(trial, [("0001-01-01T00:00:00Z", "accuracy", "unavailable")]);
+    assert_eq!(
+        store
+            .append(trial, &rows[2..], Some(&key))
+            .await
+            .expect("keyed report"),
+        Appended::Stored
+    );
+    assert_eq!(
+        store
+            .append(trial, &rows[2..], Some(&key))
+            .await
+            .expect("repeated keyed report"),
+        Appended::Duplicate
+    );
+    assert_eq!(store.count(trial).await.expect("count"), 3);
+    assert_eq!(all(store, trial).await.len(), 3);
+    store.delete(trial).await.expect("delete");
+    assert_eq!(store.count(trial).await.expect("count after delete"), 0);
+    assert_eq!(store.count(other).await.expect("other trial's count"), 3);
 }
 
 /// Reporting nothing succeeds and writes nothing (Katib errors here).

@@ -179,7 +179,17 @@ pub struct Summary {
     pub batches: u64,
     /// True if the objective never appeared and the "unavailable" row was reported.
     pub objective_unavailable: bool,
+    /// The trial's whole observation log as the sink holds it, in the order reported,
+    /// when the sink vouched for it: after the last report it counted exactly the rows
+    /// this collector reported (see [`Sink::report_and_count`]), so nobody else wrote to
+    /// the trial. `None` when it could not tell, something was lost, or the trial
+    /// reported more than [`KEEP_ROWS`] rows. A caller that needs the log uses this
+    /// instead of reading it back.
+    pub stored_rows: Option<Vec<pb::MetricLog>>,
 }
+
+/// Most rows a collector keeps copies of for [`Summary::stored_rows`].
+pub const KEEP_ROWS: usize = 10_000;
 
 /// Why collecting a trial's metrics failed.
 #[derive(Debug, thiserror::Error)]
@@ -418,12 +428,16 @@ impl Collector {
                 "metrics collected"
             )
         });
+        let stored_rows = flushed.kept.filter(|kept| {
+            flushed.stored == Some(kept.len() as u64) && flushed.reported == kept.len() as u64
+        });
         Ok(Summary {
             trial_name,
             progress,
             reported: flushed.reported,
             batches: flushed.batches,
             objective_unavailable,
+            stored_rows,
         })
     }
 
@@ -471,12 +485,29 @@ enum ToFlusher {
 }
 
 /// What the background task did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Flushed {
     reported: u64,
     batches: u64,
     lost: u64,
     error: Option<SinkError>,
+    /// Copies of the rows reported, in order, until there are more than [`KEEP_ROWS`].
+    kept: Option<Vec<pb::MetricLog>>,
+    /// The sink's row count for the trial after the last report, if it gave one.
+    stored: Option<u64>,
+}
+
+impl Default for Flushed {
+    fn default() -> Self {
+        Self {
+            reported: 0,
+            batches: 0,
+            lost: 0,
+            error: None,
+            kept: Some(Vec::new()),
+            stored: None,
+        }
+    }
 }
 
 /// The background task: buffers rows and sends batches.
@@ -504,7 +535,7 @@ impl Flusher {
                         None => break,
                         Some(ToFlusher::Rows(received)) => received,
                         Some(ToFlusher::Flush(done)) => {
-                            let _ = self.flush(1).await;
+                            let _ = self.flush(1, false).await;
                             due = self.next_due();
                             let _ = done.send(());
                             continue;
@@ -516,17 +547,18 @@ impl Flusher {
                     self.buf.extend(received);
                     if self.buf.len() >= self.policy.max_rows {
                         // On failure the rows stay buffered and the timer tries again.
-                        let _ = self.flush(self.policy.max_rows).await;
+                        let _ = self.flush(self.policy.max_rows, false).await;
                         due = self.next_due();
                     }
                 }
                 () = timer => {
-                    let _ = self.flush(1).await;
+                    let _ = self.flush(1, false).await;
                     due = self.next_due();
                 }
             }
         }
-        if let Err(source) = self.flush(1).await {
+        // The last report asks for the trial's row count (see `Summary::stored_rows`).
+        if let Err(source) = self.flush(1, true).await {
             let lost = self.buf.len() as u64;
             error!(rows = lost, error = %DisplayChain(&source), "could not report metrics; giving up");
             self.out.lost += lost;
@@ -539,16 +571,32 @@ impl Flusher {
         (!self.buf.is_empty()).then(|| Instant::now() + self.policy.max_delay)
     }
 
-    /// Sends batches of at most `max_rows` while at least `min_rows` are buffered.
+    /// Sends batches of at most `max_rows` while at least `min_rows` are buffered; with
+    /// `count_last`, the batch that empties the buffer asks for the trial's row count.
     /// On a transient failure the rows stay buffered (first) and the error is returned.
-    async fn flush(&mut self, min_rows: usize) -> Result<(), SinkError> {
+    async fn flush(&mut self, min_rows: usize, count_last: bool) -> Result<(), SinkError> {
         while !self.buf.is_empty() && self.buf.len() >= min_rows {
             let n = self.buf.len().min(self.policy.max_rows);
             let batch: Vec<_> = self.buf.drain(..n).collect();
-            match self.sink.report(&self.trial, batch.clone()).await {
-                Ok(()) => {
+            let sent = if count_last && self.buf.is_empty() {
+                self.sink.report_and_count(&self.trial, batch.clone()).await
+            } else {
+                self.sink.report(&self.trial, batch.clone()).await.map(|()| None)
+            };
+            match sent {
+                Ok(stored) => {
                     self.out.reported += n as u64;
                     self.out.batches += 1;
+                    self.out.stored = stored;
+                    self.out.kept = self
+                        .out
+                        .kept
+                        .take()
+                        .filter(|kept| kept.len() + n <= KEEP_ROWS)
+                        .map(|mut kept| {
+                            kept.extend(batch);
+                            kept
+                        });
                     debug!(rows = n, "reported metrics");
                 }
                 Err(e) if e.is_transient() => {
@@ -754,12 +802,16 @@ mod tests {
 
     use super::*;
 
-    /// Records batches; answers with queued errors first.
+    /// Records batches; answers with queued errors first. With `counts`, answers
+    /// `report_and_count` with its row total plus `foreign` rows someone else wrote.
     #[derive(Default)]
     struct FakeSink {
         batches: Mutex<Vec<Vec<pb::MetricLog>>>,
         calls: Mutex<u32>,
         errors: Mutex<VecDeque<SinkError>>,
+        counts: bool,
+        foreign: u64,
+        counted_calls: Mutex<u32>,
     }
 
     #[tonic::async_trait]
@@ -773,6 +825,16 @@ mod tests {
             }
             self.batches.lock().unwrap().push(logs);
             Ok(())
+        }
+
+        async fn report_and_count(
+            &self,
+            trial: &str,
+            logs: Vec<pb::MetricLog>,
+        ) -> Result<Option<u64>, SinkError> {
+            self.report(trial, logs).await?;
+            *self.counted_calls.lock().unwrap() += 1;
+            Ok(self.counts.then(|| self.rows().len() as u64 + self.foreign))
         }
     }
 
@@ -882,6 +944,89 @@ mod tests {
                 p("loss", "0.7")
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stored_rows_only_when_the_sink_counts_exactly_what_was_reported() {
+        let lines = ["loss=0.9", "loss=0.8 accuracy=0.5", "loss=0.7"];
+        let run = |sink: Arc<FakeSink>| async move {
+            let mut c = collector(&sink);
+            c.push_line(lines[0]);
+            // An earlier batch goes out without a count; only the last one asks.
+            c.flush().await;
+            c.push_line(lines[1]);
+            c.push_line(lines[2]);
+            let summary = c.finish().await.unwrap();
+            assert_eq!(
+                *sink.counted_calls.lock().unwrap(),
+                1,
+                "only the last report asks"
+            );
+            (sink, summary)
+        };
+
+        let (sink, summary) = run(Arc::new(FakeSink {
+            counts: true,
+            ..Default::default()
+        }))
+        .await;
+        let stored = summary.stored_rows.expect("the sink vouched for every row");
+        assert_eq!(
+            stored
+                .iter()
+                .map(|l| {
+                    let m = l.metric.clone().unwrap();
+                    (m.name, m.value, l.time_stamp.clone())
+                })
+                .collect::<Vec<_>>(),
+            sink.rows(),
+            "the rows reported, in order"
+        );
+        assert_eq!(stored.len(), 4);
+
+        // Someone else wrote to the trial: the log must be read back.
+        let (_, summary) = run(Arc::new(FakeSink {
+            counts: true,
+            foreign: 1,
+            ..Default::default()
+        }))
+        .await;
+        assert_eq!(summary.stored_rows, None);
+        // A sink that cannot count (Katib's db-manager) vouches for nothing.
+        let (_, summary) = run(Arc::new(FakeSink::default())).await;
+        assert_eq!(summary.stored_rows, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stored_rows_give_up_past_the_keep_limit_or_after_a_loss() {
+        let sink = Arc::new(FakeSink {
+            counts: true,
+            ..Default::default()
+        });
+        let mut c = collector(&sink);
+        for i in 0..=KEEP_ROWS {
+            c.push_line(&format!("loss={i}"));
+        }
+        let summary = c.finish().await.unwrap();
+        assert_eq!(summary.reported, KEEP_ROWS as u64 + 1);
+        assert_eq!(summary.stored_rows, None, "too many rows to keep copies of");
+
+        // A refused batch loses rows: finish reports the loss, and nothing is vouched for.
+        let refused = SinkError::Rejected {
+            endpoint: "fake".into(),
+            code: tonic::Code::InvalidArgument,
+            message: "bad row".into(),
+        };
+        let sink = Arc::new(FakeSink {
+            counts: true,
+            errors: Mutex::new(VecDeque::from([refused])),
+            ..Default::default()
+        });
+        let mut c = collector(&sink);
+        c.push_line("loss=1");
+        c.flush().await;
+        c.push_line("loss=2");
+        assert!(c.finish().await.is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,6 +18,16 @@ use tracing::{debug, warn};
 pub trait Sink: Send + Sync {
     /// Stores `logs` (never empty) as observations of `trial`.
     async fn report(&self, trial: &str, logs: Vec<pb::MetricLog>) -> Result<(), SinkError>;
+
+    /// [`report`](Self::report), then how many observation rows the trial has once `logs`
+    /// are stored, when the sink can tell (`None` when it cannot, the default).
+    async fn report_and_count(
+        &self,
+        trial: &str,
+        logs: Vec<pb::MetricLog>,
+    ) -> Result<Option<u64>, SinkError> {
+        self.report(trial, logs).await.map(|()| None)
+    }
 }
 
 /// Why a batch could not be stored.
@@ -139,26 +149,60 @@ impl DbManagerSink {
     }
 }
 
-#[tonic::async_trait]
-impl Sink for DbManagerSink {
-    async fn report(&self, trial: &str, logs: Vec<pb::MetricLog>) -> Result<(), SinkError> {
+impl DbManagerSink {
+    /// One `ReportObservationLog` (retried per the policy); with `count`, asks for the
+    /// trial's row count ([`katib_api::ext`]) and returns it if the server answered one.
+    async fn send(
+        &self,
+        trial: &str,
+        logs: Vec<pb::MetricLog>,
+        count: bool,
+    ) -> Result<Option<u64>, SinkError> {
         if logs.is_empty() {
             // Katib's db-manager builds invalid SQL for an empty report.
-            return Ok(());
+            return Ok(None);
         }
         let rows = logs.len();
         let request = pb::ReportObservationLogRequest {
             trial_name: trial.to_owned(),
             observation_log: Some(pb::ObservationLog { metric_logs: logs }),
         };
-        with_retry(&self.retry, &self.endpoint, || {
+        let stored = with_retry(&self.retry, &self.endpoint, || {
             let mut client = self.client.clone();
-            let request = request.clone();
-            async move { client.report_observation_log(request).await.map(drop) }
+            let mut request = tonic::Request::new(request.clone());
+            if count {
+                request.metadata_mut().insert(
+                    katib_api::ext::COUNT_ROWS,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+            }
+            async move {
+                let reply = client.report_observation_log(request).await?;
+                Ok(reply
+                    .metadata()
+                    .get(katib_api::ext::STORED_ROWS)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok()))
+            }
         })
         .await?;
-        debug!(rows, endpoint = %self.endpoint, "reported observation log");
-        Ok(())
+        debug!(rows, endpoint = %self.endpoint, ?stored, "reported observation log");
+        Ok(stored)
+    }
+}
+
+#[tonic::async_trait]
+impl Sink for DbManagerSink {
+    async fn report(&self, trial: &str, logs: Vec<pb::MetricLog>) -> Result<(), SinkError> {
+        self.send(trial, logs, false).await.map(drop)
+    }
+
+    async fn report_and_count(
+        &self,
+        trial: &str,
+        logs: Vec<pb::MetricLog>,
+    ) -> Result<Option<u64>, SinkError> {
+        self.send(trial, logs, true).await
     }
 }
 
@@ -175,14 +219,14 @@ fn is_transient(status: &tonic::Status) -> bool {
 
 /// Calls `attempt` until it succeeds, fails with a non-transient status, or the policy's
 /// deadline passes. Each attempt is bounded by the time left.
-pub(crate) async fn with_retry<F, Fut>(
+pub(crate) async fn with_retry<F, Fut, T>(
     policy: &RetryPolicy,
     endpoint: &str,
     mut attempt: F,
-) -> Result<(), SinkError>
+) -> Result<T, SinkError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), tonic::Status>>,
+    Fut: Future<Output = Result<T, tonic::Status>>,
 {
     let start = Instant::now();
     let deadline = start + policy.deadline;
@@ -192,7 +236,7 @@ where
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         let status = match tokio::time::timeout(left, attempt()).await {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(status)) if is_transient(&status) => status,
             Ok(Err(status)) => {
                 return Err(SinkError::Rejected {
@@ -277,7 +321,7 @@ mod tests {
         };
         let err = with_retry(&policy, "db:6789", || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(Status::unavailable("db down")) }
+            async { Err::<(), _>(Status::unavailable("db down")) }
         })
         .await
         .unwrap_err();
@@ -303,7 +347,7 @@ mod tests {
         let calls = AtomicUsize::new(0);
         let err = with_retry(&RetryPolicy::default(), "db:6789", || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(Status::invalid_argument("bad time stamp")) }
+            async { Err::<(), _>(Status::invalid_argument("bad time stamp")) }
         })
         .await
         .unwrap_err();
@@ -321,7 +365,7 @@ mod tests {
             deadline: Duration::from_secs(2),
             ..RetryPolicy::default()
         };
-        let err = with_retry(&policy, "db:6789", std::future::pending)
+        let err = with_retry(&policy, "db:6789", std::future::pending::<Result<(), Status>>)
             .await
             .unwrap_err();
         let SinkError::Unavailable { source, attempts, .. } = err else {

@@ -110,6 +110,66 @@ fn kubeflow_katib_suggestion_stub_random_and_grid() {
     assert!(ok && out.contains("OK"), "stdout:\n{out}\nstderr:\n{err}");
 }
 
+/// A directory for PYTHONPATH whose `sitecustomize` lets the SDK's `report_metrics` run
+/// outside a cluster: it reads the namespace from the service-account file, and the shim
+/// answers that lookup.
+fn report_metrics_shim(s: &Scratch) -> std::path::PathBuf {
+    let shim = s.path().join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::fs::write(
+        shim.join("sitecustomize.py"),
+        "import builtins, io\n_open = builtins.open\n\
+         def _patched(path, *a, **k):\n    \
+         if str(path) == '/var/run/secrets/kubernetes.io/serviceaccount/namespace':\n        \
+         return io.StringIO('default')\n    return _open(path, *a, **k)\nbuiltins.open = _patched\n",
+    )
+    .unwrap();
+    shim
+}
+
+#[test]
+fn rows_a_trainer_pushes_beside_its_stdout_collector_count() {
+    // The collector reports what the trainer prints, and the trainer also pushes a row
+    // itself. The trial's observation is its whole log in db-manager, so it must hold the
+    // pushed row too (the runtime may only skip reading the log back when db-manager
+    // counts exactly the collector's rows).
+    if !python_katib_available("rows_a_trainer_pushes_beside_its_stdout_collector_count") {
+        return;
+    }
+    let s = Scratch::new();
+    let trainer = s.write(
+        "printer_and_pusher.py",
+        "import os\nimport kubeflow.katib as katib\n\
+         print('accuracy=0.5', flush=True)\nprint('loss=0.9', flush=True)\n\
+         katib.report_metrics({'accuracy': 0.95}, db_manager_address=os.environ['KATIB_DB_MANAGER_ADDRESS'])\n",
+    );
+    let text = variant(
+        "random.yaml",
+        &[
+            ("maxTrialCount: 12", "maxTrialCount: 3"),
+            ("\"trainers/train.py\"", &format!("\"{}\"", trainer.display())),
+        ],
+    );
+    let f = s.write("pusher.yaml", &text);
+    let mut cmd = s.katib(&["run", f.to_str().unwrap(), "--json"]);
+    cmd.env("PYTHONPATH", report_metrics_shim(&s));
+    let out = run_with_deadline(cmd, std::time::Duration::from_secs(300));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let exp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(exp["status"]["trialsSucceeded"], 3, "{stderr}");
+    let metrics = exp["status"]["currentOptimalTrial"]["observation"]["metrics"]
+        .as_array()
+        .expect("the best trial has an observation");
+    let accuracy = metrics
+        .iter()
+        .find(|m| m["name"] == "accuracy")
+        .expect("accuracy observed");
+    // Both the printed 0.5 and the pushed 0.95 are in the trial's log.
+    assert_eq!(accuracy["min"], "0.5", "{accuracy}");
+    assert_eq!(accuracy["max"], "0.95", "{accuracy}");
+}
+
 #[test]
 fn kubeflow_katib_report_metrics_push_collector() {
     // A trainer that pushes its metrics with the SDK's `report_metrics` (Push collector).
@@ -131,21 +191,9 @@ fn kubeflow_katib_report_metrics_push_collector() {
             ),
         ],
     );
-    // report_metrics reads the namespace from the in-cluster service-account file; the
-    // shim patches that lookup for a local run (the issue's "namespace lookup patched").
-    let shim = s.path().join("shim");
-    std::fs::create_dir_all(&shim).unwrap();
-    std::fs::write(
-        shim.join("sitecustomize.py"),
-        "import builtins, io\n_open = builtins.open\n\
-         def _patched(path, *a, **k):\n    \
-         if str(path) == '/var/run/secrets/kubernetes.io/serviceaccount/namespace':\n        \
-         return io.StringIO('default')\n    return _open(path, *a, **k)\nbuiltins.open = _patched\n",
-    )
-    .unwrap();
     let f = s.write("push.yaml", &text);
     let mut cmd = s.katib(&["run", f.to_str().unwrap(), "--json"]);
-    cmd.env("PYTHONPATH", &shim);
+    cmd.env("PYTHONPATH", report_metrics_shim(&s));
     let out = run_with_deadline(cmd, std::time::Duration::from_secs(300));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

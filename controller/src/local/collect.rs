@@ -259,6 +259,17 @@ impl Enforcer {
     }
 }
 
+/// How a collected trial ended.
+#[derive(Debug)]
+pub struct Collected {
+    /// How the process ended.
+    pub exit: ProcessExit,
+    /// The trial's whole observation log when db-manager vouched that it holds exactly the
+    /// rows the collector reported ([`katib_metrics_collector::Summary::stored_rows`]);
+    /// `None`: read it back.
+    pub stored_rows: Option<Vec<pb::MetricLog>>,
+}
+
 /// Runs the trial's process with its collector attached; returns how the process ended
 /// once every collected metric has been reported. With `early`, the trial's early-stopping
 /// rules are enforced (see the module docs).
@@ -270,24 +281,23 @@ pub async fn run_collected(
     channel: Channel,
     stop: oneshot::Receiver<()>,
     early: Option<EarlyStopping>,
-) -> ProcessExit {
+) -> Collected {
+    let failed = |message: String| Collected {
+        exit: ProcessExit::SpawnFailed {
+            reason: "CollectorError".into(),
+            message,
+        },
+        stored_rows: None,
+    };
     let collector = match collect.collector(trial, channel) {
         Ok(c) => c,
-        Err(e) => {
-            return ProcessExit::SpawnFailed {
-                reason: "CollectorError".into(),
-                message: e,
-            };
-        }
+        Err(e) => return failed(e),
     };
     if let Some(f) = &metrics_file
         && let Some(dir) = f.parent()
         && let Err(e) = tokio::fs::create_dir_all(dir).await
     {
-        return ProcessExit::SpawnFailed {
-            reason: "CollectorError".into(),
-            message: format!("cannot create {}: {e}", dir.display()),
-        };
+        return failed(format!("cannot create {}: {e}", dir.display()));
     }
     let (line_tx, mut line_rx) = mpsc::channel::<String>(1024);
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
@@ -324,10 +334,7 @@ pub async fn run_collected(
                 }
             }
             let exit = proc.await;
-            if let Err(e) = c.finish().await {
-                warn!(error = %e, "metrics could not be reported");
-            }
-            exit
+            (exit, finish(c).await)
         }
         (Kind::File { .. }, Some(mut c)) => {
             let drain = tokio::spawn(async move { while line_rx.recv().await.is_some() {} });
@@ -356,16 +363,14 @@ pub async fn run_collected(
             }
             let _ = drain.await;
             let exit = proc.await;
-            if let Err(e) = c.finish().await {
-                warn!(error = %e, "metrics could not be reported");
-            }
-            exit
+            (exit, finish(c).await)
         }
         _ => {
             while line_rx.recv().await.is_some() {}
-            proc.await
+            (proc.await, None)
         }
     };
+    let (exit, stored_rows) = exit;
     let exit = exit.unwrap_or_else(|e| ProcessExit::Failed {
         reason: "InternalError".into(),
         message: e.to_string(),
@@ -375,10 +380,25 @@ pub async fn run_collected(
         // as its rules were broken has spent its steps anyway.
         Some(mut e) if exit == ProcessExit::Stopped && e.stopped.is_some() => {
             e.set_trial_status(trial).await;
-            ProcessExit::EarlyStopped {
-                message: e.stopped.take().unwrap_or_default(),
+            Collected {
+                exit: ProcessExit::EarlyStopped {
+                    message: e.stopped.take().unwrap_or_default(),
+                },
+                stored_rows,
             }
         }
-        _ => exit,
+        _ => Collected { exit, stored_rows },
+    }
+}
+
+/// Reports what the collector still holds; the trial's stored rows if db-manager vouched
+/// for them.
+async fn finish(collector: Collector) -> Option<Vec<pb::MetricLog>> {
+    match collector.finish().await {
+        Ok(summary) => summary.stored_rows,
+        Err(e) => {
+            warn!(error = %e, "metrics could not be reported");
+            None
+        }
     }
 }

@@ -694,7 +694,7 @@ fn start_trial(
     let span = info_span!("trial", trial = %name);
     tokio::spawn(
         async move {
-            let exit = collect::run_collected(
+            let collected = collect::run_collected(
                 spec,
                 collector,
                 metrics_file,
@@ -704,9 +704,20 @@ fn start_trial(
                 early,
             )
             .await;
-            let mut db = DbManagerClient::new(channel).max_decoding_message_size(i32::MAX as usize);
-            let logs = read_logs(&name, &mut db).await;
-            let _ = done.send(Finished { name, exit, logs });
+            // Katib reads the trial's log back from db-manager; when db-manager vouched that
+            // it holds exactly what the collector reported, those rows are that log.
+            let logs = match collected.stored_rows.and_then(as_read_back) {
+                Some(logs) => logs,
+                None => {
+                    let mut db = DbManagerClient::new(channel).max_decoding_message_size(i32::MAX as usize);
+                    read_logs(&name, &mut db).await
+                }
+            };
+            let _ = done.send(Finished {
+                name,
+                exit: collected.exit,
+                logs,
+            });
         }
         .instrument(span),
     );
@@ -765,6 +776,25 @@ async fn finish_trial(
     }
     apply_outcome(trial, &outcome, observation, &now);
     emit_finished(trial, events, message_of(&exit));
+}
+
+/// `rows` (as a collector reported them) the way `GetObservationLog` would return them:
+/// times kept to the microsecond, in time order, ties in the order reported. `None` if a
+/// time does not parse (the caller then reads the log back).
+fn as_read_back(rows: Vec<pb::MetricLog>) -> Option<Vec<pb::MetricLog>> {
+    let mut timed = rows
+        .into_iter()
+        .map(|mut row| {
+            let t: jiff::Timestamp = row.time_stamp.parse().ok()?;
+            let micros = i64::try_from(t.as_nanosecond().div_euclid(1_000)).ok()?;
+            let t = jiff::Timestamp::from_microsecond(micros).ok()?;
+            row.time_stamp = t.to_string();
+            Some((t, row))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    // Stable: equal times keep the order reported, as the database's insertion order does.
+    timed.sort_by_key(|(t, _)| *t);
+    Some(timed.into_iter().map(|(_, row)| row).collect())
 }
 
 /// Every observation log of the trial in db-manager (none if unreadable).
@@ -872,6 +902,40 @@ mod tests {
     use super::*;
     use katib_api::crd::{Metric, Observation};
     use prost::Message as _;
+
+    #[test]
+    fn reported_rows_read_as_the_database_would_return_them() {
+        let log = |t: &str, name: &str, value: &str| pb::MetricLog {
+            time_stamp: t.into(),
+            metric: Some(pb::Metric {
+                name: name.into(),
+                value: value.into(),
+            }),
+        };
+        // Out of time order, nanoseconds, an offset, equal times, Katib's zero time.
+        let rows = vec![
+            log("2024-05-01T10:00:02.000000900Z", "loss", "0.5"),
+            log("2024-05-01T12:00:01+02:00", "loss", "0.7"),
+            log("2024-05-01T10:00:02.000000100Z", "loss", "0.50"),
+            log("0001-01-01T00:00:00Z", "accuracy", "unavailable"),
+        ];
+        let got = as_read_back(rows).expect("all times parse");
+        let shown: Vec<(&str, &str)> = got
+            .iter()
+            .map(|l| (l.time_stamp.as_str(), l.metric.as_ref().unwrap().value.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("0001-01-01T00:00:00Z", "unavailable"),
+                ("2024-05-01T10:00:01Z", "0.7"),
+                // Equal once kept to the microsecond: the order reported decides.
+                ("2024-05-01T10:00:02Z", "0.5"),
+                ("2024-05-01T10:00:02Z", "0.50"),
+            ]
+        );
+        assert_eq!(as_read_back(vec![log("yesterday", "loss", "1")]), None);
+    }
 
     #[test]
     fn encoded_requests_are_prost_s_bytes_and_follow_trial_changes() {

@@ -172,6 +172,10 @@ impl ObservationStore for LazyStore {
         self.store()?.get(query).await
     }
 
+    async fn count(&self, trial: &str) -> Result<u64, StoreError> {
+        self.store()?.count(trial).await
+    }
+
     async fn get_trials(
         &self,
         trials: &TrialSet,

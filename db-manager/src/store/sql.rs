@@ -17,9 +17,10 @@ use sqlx::pool::PoolOptions;
 use sqlx::{Connection, Database, Encode, Executor, FromRow, IntoArguments, Pool, QueryBuilder, Type};
 
 use super::{
-    Appended, BestValue, Init, LogQuery, MetricGoal, MetricRow, ObservationStore, ROWS_PER_INSERT, ReportKey,
-    SqlRow, StoreError, StoreOptions, SummaryRow, TrialSet, TrialSqlRow, check_times, goal_metrics,
-    group_rows, into_metric_rows, like_prefix, name_chunks, pick_best, query_error, redact, summarize,
+    Appended, BestValue, CountRow, Init, LogQuery, MetricGoal, MetricRow, ObservationStore, ROWS_PER_INSERT,
+    ReportKey, SqlRow, StoreError, StoreOptions, SummaryRow, TrialSet, TrialSqlRow, check_times,
+    goal_metrics, group_rows, into_metric_rows, like_prefix, name_chunks, pick_best, query_error, redact,
+    summarize,
 };
 use crate::time::to_sql_text;
 
@@ -402,6 +403,7 @@ where
     for<'a> Option<f64>: Encode<'a, D::Db> + Type<D::Db>,
     for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
     for<'r> SqlRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> CountRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> TrialSqlRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> SummaryRow: FromRow<'r, <D::Db as Database>::Row>,
 {
@@ -486,6 +488,20 @@ where
             .await
             .map_err(query::<D>("select from observation_logs"))?;
         Ok(into_metric_rows(D::BACKEND, rows))
+    }
+
+    async fn count(&self, trial: &str) -> Result<u64, StoreError> {
+        // Rows without a time are never returned by `get` (Katib skips them too).
+        let mut select =
+            QueryBuilder::<D::Db>::new("SELECT COUNT(*) AS n FROM observation_logs WHERE trial_name = ");
+        select.push_bind(trial);
+        select.push(" AND time IS NOT NULL");
+        let row: CountRow = select
+            .build_query_as()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query::<D>("count observation_logs"))?;
+        Ok(u64::try_from(row.n).unwrap_or(0))
     }
 
     async fn get_trials(
