@@ -85,24 +85,24 @@ impl DbManager for DbManagerService {
             let key = report_key(&request);
             let (trial, rows) = report_rows(request, received)?;
             tracing::Span::current().record("rows", rows.len());
-            match self.store.append(&trial, &rows, Some(&key)).await? {
+            // The count is only an aid to the caller (it reads the log back without one): a
+            // failed count leaves the answer out rather than failing a stored report.
+            let (appended, stored_rows) = if count_rows {
+                self.store.append_and_count(&trial, &rows, Some(&key)).await?
+            } else {
+                (self.store.append(&trial, &rows, Some(&key)).await?, None)
+            };
+            match appended {
                 Appended::Stored => tracing::debug!("observations stored"),
                 Appended::Duplicate => {
                     tracing::info!(?key, "report already stored (a retry); nothing written");
                 }
             }
             let mut response = Response::new(pb::ReportObservationLogReply {});
-            if count_rows {
-                // Only an aid to the caller (it reads the log back without it): a failed
-                // count leaves the answer out rather than failing a stored report.
-                match self.store.count(&trial).await {
-                    Ok(n) => {
-                        response
-                            .metadata_mut()
-                            .insert(katib_api::ext::STORED_ROWS, n.into());
-                    }
-                    Err(e) => tracing::debug!(error = %e, "cannot count the trial's rows; answering without"),
-                }
+            if let Some(n) = stored_rows {
+                response
+                    .metadata_mut()
+                    .insert(katib_api::ext::STORED_ROWS, n.into());
             }
             Ok(response)
         }

@@ -246,6 +246,19 @@ pub trait ObservationStore: Send + Sync {
         key: Option<&ReportKey>,
     ) -> Result<Appended, StoreError>;
 
+    /// [`append`](Self::append), then the trial's [`count`](Self::count) once the rows are
+    /// stored: in the report's own transaction where the store can (a failed count is
+    /// `None`; the report still stands).
+    async fn append_and_count(
+        &self,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+    ) -> Result<(Appended, Option<u64>), StoreError> {
+        let appended = self.append(trial, logs, key).await?;
+        Ok((appended, self.count(trial).await.ok()))
+    }
+
     /// [`append`](Self::append) without an idempotency key.
     async fn report(&self, trial: &str, logs: &[MetricRow]) -> Result<(), StoreError> {
         self.append(trial, logs, None).await.map(drop)
@@ -534,10 +547,12 @@ pub(crate) struct SqlRow {
     pub(crate) value: String,
 }
 
-/// A `COUNT(*)` result.
+/// A `COUNT(*) AS n` result row. Public only because the SQL stores' generic methods
+/// name it in their bounds.
 #[derive(sqlx::FromRow)]
-pub(crate) struct CountRow {
-    pub(crate) n: i64,
+pub struct CountRow {
+    /// The count.
+    pub n: i64,
 }
 
 /// Turns selected rows into [`MetricRow`]s, skipping rows whose time is NULL or unreadable

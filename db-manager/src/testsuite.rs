@@ -255,25 +255,46 @@ pub async fn count_matches_what_get_returns(store: &dyn ObservationStore) {
     store.report(trial, &rows[..2]).await.expect("first report");
     store.report(other, &rows).await.expect("other trial");
     let key = ReportKey::of(trial, [("0001-01-01T00:00:00Z", "accuracy", "unavailable")]);
+    // Counted with the report (in its transaction where the store can).
     assert_eq!(
         store
-            .append(trial, &rows[2..], Some(&key))
+            .append_and_count(trial, &rows[2..], Some(&key))
             .await
             .expect("keyed report"),
-        Appended::Stored
+        (Appended::Stored, Some(3))
     );
     assert_eq!(
         store
-            .append(trial, &rows[2..], Some(&key))
+            .append_and_count(trial, &rows[2..], Some(&key))
             .await
             .expect("repeated keyed report"),
-        Appended::Duplicate
+        (Appended::Duplicate, Some(3))
     );
     assert_eq!(store.count(trial).await.expect("count"), 3);
     assert_eq!(all(store, trial).await.len(), 3);
     store.delete(trial).await.expect("delete");
     assert_eq!(store.count(trial).await.expect("count after delete"), 0);
     assert_eq!(store.count(other).await.expect("other trial's count"), 3);
+
+    // Reports that arrive together (one group on SQLite) each get their own trial's count.
+    let trials: Vec<String> = (0..6).map(|i| format!("suite-count-together-{i}")).collect();
+    for t in &trials {
+        fresh(store, t).await;
+    }
+    let answers = futures::future::join_all(
+        trials
+            .iter()
+            .enumerate()
+            .map(|(i, t)| store.append_and_count(t, &rows[..=i % 3], None)),
+    )
+    .await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(
+            answer.expect("report"),
+            (Appended::Stored, Some(i as u64 % 3 + 1)),
+            "trial {i}"
+        );
+    }
 }
 
 /// Reporting nothing succeeds and writes nothing (Katib errors here).

@@ -176,6 +176,15 @@ impl ObservationStore for LazyStore {
         self.store()?.count(trial).await
     }
 
+    async fn append_and_count(
+        &self,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+    ) -> Result<(Appended, Option<u64>), StoreError> {
+        self.store()?.append_and_count(trial, logs, key).await
+    }
+
     async fn get_trials(
         &self,
         trials: &TrialSet,

@@ -257,13 +257,32 @@ fn query<D: Dialect>(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Sto
     move |source| query_error(D::BACKEND, operation, source)
 }
 
+/// `SELECT COUNT(*) AS n` of the trial's rows that `get` can return: rows without a time
+/// never are (Katib skips them too).
+fn count_query<D: Dialect>(trial: &str) -> QueryBuilder<D::Db>
+where
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+{
+    let mut select =
+        QueryBuilder::<D::Db>::new("SELECT COUNT(*) AS n FROM observation_logs WHERE trial_name = ");
+    select.push_bind(trial);
+    select.push(" AND time IS NOT NULL");
+    select
+}
+
 /// A report waiting for its group's transaction (see [`Dialect::SERIALIZE_WRITES`]).
 struct QueuedReport {
     trial: String,
     logs: Vec<MetricRow>,
     key: Option<ReportKey>,
-    done: tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
+    /// Whether the caller wants the trial's row count.
+    count: bool,
+    done: tokio::sync::oneshot::Sender<Result<Counted, StoreError>>,
 }
+
+/// What a write answers: how the report went, and the trial's row count if asked for
+/// (`None` also when counting failed).
+type Counted = (Appended, Option<u64>);
 
 impl<D: Dialect> SqlStore<D>
 where
@@ -273,6 +292,7 @@ where
     for<'a> String: Encode<'a, D::Db> + Type<D::Db>,
     for<'a> Option<f64>: Encode<'a, D::Db> + Type<D::Db>,
     for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
+    for<'r> CountRow: FromRow<'r, <D::Db as Database>::Row>,
 {
     /// One report in a transaction of its own.
     async fn append_alone(
@@ -280,9 +300,10 @@ where
         trial: &str,
         logs: &[MetricRow],
         key: Option<&ReportKey>,
-    ) -> Result<Appended, StoreError> {
+        count: bool,
+    ) -> Result<Counted, StoreError> {
         let _turn = self.write_turn().await;
-        self.write_alone(trial, logs, key).await
+        self.write_alone(trial, logs, key, count).await
     }
 
     /// [`Self::append_alone`] for a caller that already holds the write turn.
@@ -291,13 +312,106 @@ where
         trial: &str,
         logs: &[MetricRow],
         key: Option<&ReportKey>,
-    ) -> Result<Appended, StoreError> {
+        count: bool,
+    ) -> Result<Counted, StoreError> {
         let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
         let written = Self::write_report(&mut tx, trial, logs, key).await?;
+        let rows = if count {
+            Self::count_in(&mut tx, trial).await
+        } else {
+            None
+        };
         if written == Appended::Stored {
             tx.commit().await.map_err(query::<D>("commit"))?;
         }
-        Ok(written)
+        Ok((written, rows))
+    }
+
+    /// [`ObservationStore::count`].
+    async fn count_rows(&self, trial: &str) -> Result<u64, StoreError> {
+        let row: CountRow = count_query::<D>(trial)
+            .build_query_as()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query::<D>("count observation_logs"))?;
+        Ok(u64::try_from(row.n).unwrap_or(0))
+    }
+
+    /// The trial's rows as `count` would answer, inside `tx` (its own writes included),
+    /// before the commit: one statement on the transaction's connection instead of a
+    /// query of its own after it. `None` (logged) if the statement fails.
+    async fn count_in(tx: &mut sqlx::Transaction<'static, D::Db>, trial: &str) -> Option<u64> {
+        let counted: Result<CountRow, _> = count_query::<D>(trial)
+            .build_query_as()
+            .fetch_one(&mut **tx)
+            .await;
+        match counted {
+            Ok(row) => Some(u64::try_from(row.n).unwrap_or(0)),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot count the trial's rows; answering without");
+                None
+            }
+        }
+    }
+
+    /// [`ObservationStore::append`], and with `count` the trial's row count taken in the
+    /// same transaction.
+    async fn append_counting(
+        &self,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+        count: bool,
+    ) -> Result<Counted, StoreError> {
+        if logs.is_empty() {
+            let rows = if count {
+                self.count_rows(trial).await.ok()
+            } else {
+                None
+            };
+            return Ok((Appended::Stored, rows));
+        }
+        check_times(logs)?;
+        if !D::SERIALIZE_WRITES {
+            return self.append_alone(trial, logs, key, count).await;
+        }
+        // Group commit: the report joins the queue, and whoever gets the write turn first
+        // writes everything queued in one transaction. SQLite commits one transaction at a
+        // time, and a report is five statements, each a trip to the connection's thread:
+        // reports that arrived together waited in line for each other's trips.
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        self.queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(QueuedReport {
+                trial: trial.to_owned(),
+                logs: logs.to_vec(),
+                key: key.copied(),
+                count,
+                done,
+            });
+        let turn = self.writes.clone().lock_owned().await;
+        if let Ok(written) = result.try_recv() {
+            return written;
+        }
+        let group = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()));
+        let store = self.clone();
+        // On its own task: a caller that goes away (a cancelled RPC) must not cut a group
+        // that carries other callers' reports.
+        let _ = tokio::spawn(async move {
+            store.write_group(group).await;
+            drop(turn);
+        })
+        .await;
+        // Only if that task panicked; the caller may send the report again (its key makes
+        // a second copy harmless).
+        result.await.unwrap_or_else(|_| {
+            Err(StoreError::Query {
+                backend: D::NAME,
+                operation: "write a group of reports",
+                source: sqlx::Error::WorkerCrashed,
+            })
+        })
     }
 
     /// Writes `group` in one transaction and answers each report. If that transaction
@@ -310,6 +424,18 @@ where
             for r in &group {
                 written.push(Self::write_report(&mut tx, &r.trial, &r.logs, r.key.as_ref()).await?);
             }
+            // Counted after every report of the group is written, so each count includes
+            // the rows of its trial's other reports in the group too.
+            let mut answers = Vec::with_capacity(group.len());
+            for (r, w) in group.iter().zip(written) {
+                let rows = if r.count {
+                    Self::count_in(&mut tx, &r.trial).await
+                } else {
+                    None
+                };
+                answers.push((w, rows));
+            }
+            let written = answers;
             tx.commit().await.map_err(query::<D>("commit"))?;
             Ok::<_, StoreError>(written)
         };
@@ -324,7 +450,7 @@ where
                     tracing::debug!(reports = group.len(), error = %e, "a group of reports failed; writing each alone");
                 }
                 for r in group {
-                    let alone = self.write_alone(&r.trial, &r.logs, r.key.as_ref()).await;
+                    let alone = self.write_alone(&r.trial, &r.logs, r.key.as_ref(), r.count).await;
                     let _ = r.done.send(alone);
                 }
             }
@@ -417,49 +543,18 @@ where
         logs: &[MetricRow],
         key: Option<&ReportKey>,
     ) -> Result<Appended, StoreError> {
-        if logs.is_empty() {
-            return Ok(Appended::Stored);
-        }
-        check_times(logs)?;
-        if !D::SERIALIZE_WRITES {
-            return self.append_alone(trial, logs, key).await;
-        }
-        // Group commit: the report joins the queue, and whoever gets the write turn first
-        // writes everything queued in one transaction. SQLite commits one transaction at a
-        // time, and a report is five statements, each a trip to the connection's thread:
-        // reports that arrived together waited in line for each other's trips.
-        let (done, mut result) = tokio::sync::oneshot::channel();
-        self.queued
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(QueuedReport {
-                trial: trial.to_owned(),
-                logs: logs.to_vec(),
-                key: key.copied(),
-                done,
-            });
-        let turn = self.writes.clone().lock_owned().await;
-        if let Ok(written) = result.try_recv() {
-            return written;
-        }
-        let group = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()));
-        let store = self.clone();
-        // On its own task: a caller that goes away (a cancelled RPC) must not cut a group
-        // that carries other callers' reports.
-        let _ = tokio::spawn(async move {
-            store.write_group(group).await;
-            drop(turn);
-        })
-        .await;
-        // Only if that task panicked; the caller may send the report again (its key makes
-        // a second copy harmless).
-        result.await.unwrap_or_else(|_| {
-            Err(StoreError::Query {
-                backend: D::NAME,
-                operation: "write a group of reports",
-                source: sqlx::Error::WorkerCrashed,
-            })
-        })
+        self.append_counting(trial, logs, key, false)
+            .await
+            .map(|(appended, _)| appended)
+    }
+
+    async fn append_and_count(
+        &self,
+        trial: &str,
+        logs: &[MetricRow],
+        key: Option<&ReportKey>,
+    ) -> Result<(Appended, Option<u64>), StoreError> {
+        self.append_counting(trial, logs, key, true).await
     }
 
     async fn get(&self, q: &LogQuery) -> Result<Vec<MetricRow>, StoreError> {
@@ -491,17 +586,7 @@ where
     }
 
     async fn count(&self, trial: &str) -> Result<u64, StoreError> {
-        // Rows without a time are never returned by `get` (Katib skips them too).
-        let mut select =
-            QueryBuilder::<D::Db>::new("SELECT COUNT(*) AS n FROM observation_logs WHERE trial_name = ");
-        select.push_bind(trial);
-        select.push(" AND time IS NOT NULL");
-        let row: CountRow = select
-            .build_query_as()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query::<D>("count observation_logs"))?;
-        Ok(u64::try_from(row.n).unwrap_or(0))
+        self.count_rows(trial).await
     }
 
     async fn get_trials(
