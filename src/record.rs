@@ -30,13 +30,13 @@ impl Pending {
         !self.experiment && self.trials.is_empty()
     }
 
-    fn trial(&mut self, trial: &Trial) {
+    fn trial(&mut self, trial: Trial) {
         let name = trial.metadata.name.clone().unwrap_or_default();
         match self.at.get(&name) {
-            Some(&i) => self.trials[i] = trial.clone(),
+            Some(&i) => self.trials[i] = trial,
             None => {
                 self.at.insert(name, self.trials.len());
-                self.trials.push(trial.clone());
+                self.trials.push(trial);
             }
         }
     }
@@ -65,18 +65,22 @@ pub async fn tee(
             }
         };
         let Some(event) = event else { break };
-        match &event {
+        match event {
             Event::Status { experiment: e } => {
                 experiment = e.clone();
                 pending.experiment = true;
+                if let Some(p) = &progress {
+                    let _ = p.send(Event::Status { experiment: e });
+                }
             }
-            Event::Trial { trial } => pending.trial(trial),
-            _ => {}
-        }
-        if let Some(p) = &progress
-            && !matches!(event, Event::Trial { .. })
-        {
-            let _ = p.send(event);
+            // Snapshots are the store's alone (moved, not copied); the display has
+            // TrialStarted and TrialFinished.
+            Event::Trial { trial } => pending.trial(*trial),
+            other => {
+                if let Some(p) = &progress {
+                    let _ = p.send(other);
+                }
+            }
         }
         if recorder.is_none() {
             pending = Pending::default();
