@@ -111,6 +111,8 @@ pub struct DbManagerSink {
     client: DbManagerClient<Channel>,
     endpoint: String,
     retry: RetryPolicy,
+    /// Whether `report_and_count` asks db-manager for the trial's row count.
+    count_rows: bool,
 }
 
 impl DbManagerSink {
@@ -139,7 +141,17 @@ impl DbManagerSink {
             client: DbManagerClient::new(channel),
             endpoint: endpoint.into(),
             retry: RetryPolicy::default(),
+            count_rows: false,
         }
+    }
+
+    /// Makes [`Sink::report_and_count`] ask db-manager for the trial's row count
+    /// ([`katib_api::ext::COUNT_ROWS`]; katib-rs's db-manager answers, Katib's ignores it).
+    /// Off by default: only a caller that uses [`crate::Summary::stored_rows`] (the local
+    /// runtime) should make db-manager count.
+    pub fn with_row_count(mut self) -> Self {
+        self.count_rows = true;
+        self
     }
 
     /// Replaces the retry policy.
@@ -202,7 +214,7 @@ impl Sink for DbManagerSink {
         trial: &str,
         logs: Vec<pb::MetricLog>,
     ) -> Result<Option<u64>, SinkError> {
-        self.send(trial, logs, true).await
+        self.send(trial, logs, self.count_rows).await
     }
 }
 
@@ -377,10 +389,12 @@ mod tests {
 
     /// A DBManager that records reports and answers UNAVAILABLE to the first `fail_first`.
     #[derive(Default)]
+    /// Answers the row count (its rows so far) when a report asks for it.
     struct Recorder {
         reports: Mutex<Vec<pb::ReportObservationLogRequest>>,
         calls: AtomicUsize,
         fail_first: usize,
+        asked_for_counts: AtomicUsize,
     }
 
     #[tonic::async_trait]
@@ -389,6 +403,7 @@ mod tests {
             &self,
             request: Request<pb::ReportObservationLogRequest>,
         ) -> Result<Response<pb::ReportObservationLogReply>, Status> {
+            let count = request.metadata().contains_key(katib_api::ext::COUNT_ROWS);
             let request = request.into_inner();
             if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
                 return Err(Status::unavailable("starting up"));
@@ -396,8 +411,20 @@ mod tests {
             if request.trial_name.is_empty() {
                 return Err(Status::invalid_argument("trial_name is empty"));
             }
-            self.reports.lock().unwrap().push(request);
-            Ok(Response::new(pb::ReportObservationLogReply {}))
+            let mut reports = self.reports.lock().unwrap();
+            reports.push(request);
+            let mut reply = Response::new(pb::ReportObservationLogReply {});
+            if count {
+                self.asked_for_counts.fetch_add(1, Ordering::SeqCst);
+                let rows: usize = reports
+                    .iter()
+                    .map(|r| r.observation_log.as_ref().map_or(0, |l| l.metric_logs.len()))
+                    .sum();
+                reply
+                    .metadata_mut()
+                    .insert(katib_api::ext::STORED_ROWS, (rows as u64).into());
+            }
+            Ok(reply)
         }
 
         async fn get_observation_log(
@@ -432,6 +459,40 @@ mod tests {
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(1),
         }
+    }
+
+    #[tokio::test]
+    async fn db_manager_sink_asks_for_the_row_count_only_when_set_to() {
+        let recorder = Arc::new(Recorder::default());
+        let addr = serve(recorder.clone()).await;
+        let plain = DbManagerSink::connect_lazy(&addr).unwrap();
+        assert_eq!(
+            plain
+                .report_and_count("trial-1", vec![log("loss", "0.5")])
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            recorder.asked_for_counts.load(Ordering::SeqCst),
+            0,
+            "not asked by default"
+        );
+        let counting = DbManagerSink::connect_lazy(&addr).unwrap().with_row_count();
+        // A plain report never asks.
+        counting
+            .report("trial-1", vec![log("loss", "0.4")])
+            .await
+            .unwrap();
+        assert_eq!(recorder.asked_for_counts.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            counting
+                .report_and_count("trial-1", vec![log("loss", "0.3"), log("accuracy", "0.9")])
+                .await
+                .unwrap(),
+            Some(4)
+        );
+        assert_eq!(recorder.asked_for_counts.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -154,7 +154,9 @@ impl CollectSpec {
             return Ok(None);
         };
         config.trial_name = trial.to_string();
-        let sink = Arc::new(DbManagerSink::from_channel(channel, "db-manager"));
+        // The runner uses the collector's rows instead of reading the log back when
+        // db-manager counts exactly those (see `Collected::stored_rows`).
+        let sink = Arc::new(DbManagerSink::from_channel(channel, "db-manager").with_row_count());
         Collector::new(config, sink).map(Some).map_err(|e| e.to_string())
     }
 }
