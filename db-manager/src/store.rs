@@ -247,8 +247,9 @@ pub trait ObservationStore: Send + Sync {
     ) -> Result<Appended, StoreError>;
 
     /// [`append`](Self::append), then the trial's [`count`](Self::count) once the rows are
-    /// stored: in the report's own transaction where the store can (a failed count is
-    /// `None`; the report still stands).
+    /// stored: in the report's own transaction where the store can. A failed count is
+    /// `None`; on PostgreSQL a failed statement also aborts its transaction, so the report
+    /// then fails with it (and its key makes sending it again safe).
     async fn append_and_count(
         &self,
         trial: &str,
