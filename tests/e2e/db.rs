@@ -147,22 +147,6 @@ except RuntimeError as e:
 print("OK", len(logs))
 "#;
 
-/// The namespace lookup of `report_metrics` reads the in-cluster service-account file:
-/// a sitecustomize shim answers it for a local run (as in grpc_compat.rs).
-fn namespace_shim(dir: &std::path::Path) -> PathBuf {
-    let shim = dir.join("shim");
-    std::fs::create_dir_all(&shim).unwrap();
-    std::fs::write(
-        shim.join("sitecustomize.py"),
-        "import builtins, io\n_open = builtins.open\n\
-         def _patched(path, *a, **k):\n    \
-         if str(path) == '/var/run/secrets/kubernetes.io/serviceaccount/namespace':\n        \
-         return io.StringIO('default')\n    return _open(path, *a, **k)\nbuiltins.open = _patched\n",
-    )
-    .unwrap();
-    shim
-}
-
 #[test]
 fn kubeflow_katib_sdk_report_and_get_trial_metrics_on_mariadb() {
     let test = "kubeflow_katib_sdk_report_and_get_trial_metrics_on_mariadb";
@@ -180,7 +164,7 @@ fn kubeflow_katib_sdk_report_and_get_trial_metrics_on_mariadb() {
         let ch = channel(&svc.addr).await;
         wait_health(&ch, ServingStatus::Serving, Duration::from_secs(60)).await;
     });
-    let shim = namespace_shim(s.path());
+    let shim = report_metrics_shim(s.path());
     let mut child = Command::new("python3");
     child
         .arg("-c")

@@ -110,23 +110,6 @@ fn kubeflow_katib_suggestion_stub_random_and_grid() {
     assert!(ok && out.contains("OK"), "stdout:\n{out}\nstderr:\n{err}");
 }
 
-/// A directory for PYTHONPATH whose `sitecustomize` lets the SDK's `report_metrics` run
-/// outside a cluster: it reads the namespace from the service-account file, and the shim
-/// answers that lookup.
-fn report_metrics_shim(s: &Scratch) -> std::path::PathBuf {
-    let shim = s.path().join("shim");
-    std::fs::create_dir_all(&shim).unwrap();
-    std::fs::write(
-        shim.join("sitecustomize.py"),
-        "import builtins, io\n_open = builtins.open\n\
-         def _patched(path, *a, **k):\n    \
-         if str(path) == '/var/run/secrets/kubernetes.io/serviceaccount/namespace':\n        \
-         return io.StringIO('default')\n    return _open(path, *a, **k)\nbuiltins.open = _patched\n",
-    )
-    .unwrap();
-    shim
-}
-
 #[test]
 fn rows_a_trainer_pushes_beside_its_stdout_collector_count() {
     // The collector reports what the trainer prints, and the trainer also pushes a row
@@ -151,13 +134,11 @@ fn rows_a_trainer_pushes_beside_its_stdout_collector_count() {
         ],
     );
     let f = s.write("pusher.yaml", &text);
-    let mut cmd = s.katib(&["run", f.to_str().unwrap(), "--json"]);
-    cmd.env("PYTHONPATH", report_metrics_shim(&s));
-    let out = run_with_deadline(cmd, std::time::Duration::from_secs(300));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let exp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(exp["status"]["trialsSucceeded"], 3, "{stderr}");
+    let shim = report_metrics_shim(s.path());
+    let r = s.run_json_with_env(&f, &[], &[("PYTHONPATH", shim.as_os_str())]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let exp = &r.experiment;
+    assert_eq!(exp["status"]["trialsSucceeded"], 3, "{}", r.stderr);
     let metrics = exp["status"]["currentOptimalTrial"]["observation"]["metrics"]
         .as_array()
         .expect("the best trial has an observation");
@@ -192,12 +173,11 @@ fn kubeflow_katib_report_metrics_push_collector() {
         ],
     );
     let f = s.write("push.yaml", &text);
-    let mut cmd = s.katib(&["run", f.to_str().unwrap(), "--json"]);
-    cmd.env("PYTHONPATH", report_metrics_shim(&s));
-    let out = run_with_deadline(cmd, std::time::Duration::from_secs(300));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let exp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(exp["status"]["trialsSucceeded"], 3, "{stderr}");
-    assert!(exp["status"]["currentOptimalTrial"]["bestTrialName"].is_string());
+    // report_metrics reads the namespace from the in-cluster service-account file; the
+    // shim patches that lookup for a local run (the issue's "namespace lookup patched").
+    let shim = report_metrics_shim(s.path());
+    let r = s.run_json_with_env(&f, &[], &[("PYTHONPATH", shim.as_os_str())]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.experiment["status"]["trialsSucceeded"], 3, "{}", r.stderr);
+    assert!(r.experiment["status"]["currentOptimalTrial"]["bestTrialName"].is_string());
 }

@@ -66,9 +66,21 @@ impl Scratch {
 
     /// Runs `katib run <file> --json` and returns (exit code, experiment JSON, trials JSON, stderr).
     pub fn run_json(&self, file: &Path, extra: &[&str]) -> RunResult {
+        self.run_json_with_env(file, extra, &[])
+    }
+
+    /// [`Self::run_json`] with extra environment variables for katib and its trials.
+    pub fn run_json_with_env(
+        &self,
+        file: &Path,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> RunResult {
         let mut args = vec!["run", file.to_str().unwrap(), "--json"];
         args.extend_from_slice(extra);
-        let out = run_with_deadline(self.katib(&args), Duration::from_secs(300));
+        let mut cmd = self.katib(&args);
+        cmd.envs(env.iter().copied());
+        let out = run_with_deadline(cmd, Duration::from_secs(300));
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let experiment = serde_json::from_str(&stdout).unwrap_or(Value::Null);
@@ -225,6 +237,23 @@ pub fn start_service(scratch: &Scratch, args: &[&str]) -> Service {
 
 /// True when Katib's Python stubs can be imported. Under CI=true a missing package is a
 /// failure, elsewhere the caller skips with a message.
+/// A directory for PYTHONPATH whose `sitecustomize` lets the SDK's `report_metrics` run
+/// outside a cluster: it reads the namespace from the in-cluster service-account file, and
+/// the shim answers that lookup with `default`.
+pub fn report_metrics_shim(dir: &Path) -> PathBuf {
+    let shim = dir.join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::fs::write(
+        shim.join("sitecustomize.py"),
+        "import builtins, io\n_open = builtins.open\n\
+         def _patched(path, *a, **k):\n    \
+         if str(path) == '/var/run/secrets/kubernetes.io/serviceaccount/namespace':\n        \
+         return io.StringIO('default')\n    return _open(path, *a, **k)\nbuiltins.open = _patched\n",
+    )
+    .unwrap();
+    shim
+}
+
 pub fn python_katib_available(test: &str) -> bool {
     let ok = Command::new("python3")
         .args(["-c", "import kubeflow.katib.katib_api_pb2_grpc, grpc"])
