@@ -556,6 +556,16 @@ pub struct CountRow {
     pub n: i64,
 }
 
+/// A trial's `COUNT(*) AS n` from a grouped count. Public only because the SQL stores'
+/// generic methods name it in their bounds.
+#[derive(sqlx::FromRow)]
+pub struct TrialCountRow {
+    /// The trial.
+    pub trial_name: String,
+    /// The count.
+    pub n: i64,
+}
+
 /// Turns selected rows into [`MetricRow`]s, skipping rows whose time is NULL or unreadable
 /// (Katib skips them too) with a warning.
 pub(crate) fn into_metric_rows(backend: &'static str, rows: Vec<SqlRow>) -> Vec<MetricRow> {
@@ -643,7 +653,7 @@ pub(crate) struct SummaryDelta<'a> {
 
 /// Folds a report's rows into one [`SummaryDelta`] per metric, sorted by metric name
 /// (so concurrent reports lock summary rows in the same order).
-pub(crate) fn summarize(logs: &[MetricRow]) -> Vec<SummaryDelta<'_>> {
+pub(crate) fn summarize<'a>(logs: impl IntoIterator<Item = &'a MetricRow>) -> Vec<SummaryDelta<'a>> {
     let mut by_metric: BTreeMap<&str, SummaryDelta<'_>> = BTreeMap::new();
     for row in logs {
         let number = numeric(&row.value).map(|n| (n, row.value.as_str()));

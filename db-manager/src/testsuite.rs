@@ -52,6 +52,7 @@ pub async fn run_all(store: &dyn ObservationStore) {
     best_values_follow_goals(store).await;
     best_values_across_reports_and_delete(store).await;
     concurrent_reports_keep_their_own_outcome(store).await;
+    reports_written_together_as_if_one_by_one(store).await;
 }
 
 /// What goes in comes out, in time order.
@@ -438,6 +439,122 @@ pub async fn concurrent_reports_keep_their_own_outcome(store: &dyn ObservationSt
             best(b, "loss", Goal::Max, "0.9"),
         ]
     );
+}
+
+/// Several reports of one trial that arrive together leave the rows, summaries and
+/// counts that the same reports written one after another leave. On SQLite they are one
+/// group, written with a statement per table rather than per report, in the order they
+/// arrived: ties in min and max keep the first report's text, a tie in time makes the
+/// last one the latest. On a server each report is its own transaction and concurrent
+/// ones have no order, so only what does not depend on it is checked there.
+pub async fn reports_written_together_as_if_one_by_one(store: &dyn ObservationStore) {
+    let (trial, other) = ("suite-together", "suite-together-other");
+    fresh(store, trial).await;
+    fresh(store, other).await;
+    let reports = [
+        vec![row("2024-08-01T00:00:05Z", "m", "5")],
+        vec![
+            row("2024-08-01T00:00:01Z", "m", "1"),
+            row("2024-08-01T00:00:01Z", "n", "x"),
+        ],
+        vec![row("2024-08-01T00:00:01Z", "m", "1.0")],
+        vec![
+            row("2024-08-01T00:00:05Z", "m", "9"),
+            row("2024-08-01T00:00:05Z", "m", "9.0"),
+        ],
+    ];
+    let keys: Vec<ReportKey> = (0..reports.len())
+        .map(|i| ReportKey::of(trial, [("together", "m", i.to_string().as_str())]))
+        .collect();
+    let other_rows = [row("2024-08-01T00:00:03Z", "m", "3")];
+    let mut writes: Vec<_> = reports
+        .iter()
+        .zip(&keys)
+        .map(|(rows, key)| store.append_and_count(trial, rows, Some(key)))
+        .collect();
+    writes.insert(2, store.append_and_count(other, &other_rows, None));
+    let answers: Vec<_> = futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("report"))
+        .collect();
+    assert!(
+        answers.iter().all(|(appended, _)| *appended == Appended::Stored),
+        "{answers:?}"
+    );
+    // Each count includes the report's own rows and at most all of its trial's.
+    let own = [1, 2, 1, 1, 2];
+    for (i, (_, count)) in answers.iter().enumerate() {
+        let count = count.expect("a count");
+        let most = if i == 2 { 1 } else { 6 };
+        assert!((own[i]..=most).contains(&count), "answer {i}: {count}");
+    }
+    assert_eq!(store.count(trial).await.expect("count"), 6);
+    let mut got: Vec<(String, String)> = all(store, trial)
+        .await
+        .into_iter()
+        .map(|r| (r.metric_name, r.value))
+        .collect();
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(m, v)| ((*m).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let in_order = pairs(&[
+        ("m", "1"),
+        ("n", "x"),
+        ("m", "1.0"),
+        ("m", "5"),
+        ("m", "9"),
+        ("m", "9.0"),
+    ]);
+    let goals = [
+        MetricGoal::new("m", Goal::Min),
+        MetricGoal::new("m", Goal::Max),
+        MetricGoal::new("m", Goal::Latest),
+        MetricGoal::new("n", Goal::Latest),
+    ];
+    let best_of = |trial: &str| {
+        let goals = &goals;
+        let trial = trial.to_owned();
+        async move {
+            store
+                .best_values(&TrialSet::Names(vec![trial]), goals)
+                .await
+                .expect("best values")
+                .into_iter()
+                .map(|b| b.value)
+                .collect::<Vec<_>>()
+        }
+    };
+    let best = best_of(trial).await;
+    if store.backend() == "sqlite" {
+        assert_eq!(answers.last().and_then(|(_, n)| *n), Some(6));
+        assert_eq!(got, in_order);
+        assert_eq!(best, ["1", "9", "9.0", "x"]);
+    } else {
+        let mut expected = in_order;
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
+        assert!(["1", "1.0"].contains(&best[0].as_str()), "{best:?}");
+        assert_eq!(best[1], "9");
+        assert!(["5", "9.0"].contains(&best[2].as_str()), "{best:?}");
+        assert_eq!(best[3], "x");
+    }
+    assert_eq!(best_of(other).await, ["3", "3", "3"]);
+    // The same reports again: every one is a retry, and nothing changes.
+    let again = futures::future::join_all(
+        reports
+            .iter()
+            .zip(&keys)
+            .map(|(rows, key)| store.append_and_count(trial, rows, Some(key))),
+    )
+    .await;
+    for answer in again {
+        assert_eq!(answer.expect("retry"), (Appended::Duplicate, Some(6)));
+    }
+    assert_eq!(best_of(trial).await, best);
 }
 
 /// Data survives closing and re-opening the database at `url`, and opening an

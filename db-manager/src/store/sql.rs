@@ -18,13 +18,17 @@ use sqlx::{Connection, Database, Encode, Executor, FromRow, IntoArguments, Pool,
 
 use super::{
     Appended, BestValue, CountRow, Init, LogQuery, MetricGoal, MetricRow, ObservationStore, ROWS_PER_INSERT,
-    ReportKey, SqlRow, StoreError, StoreOptions, SummaryRow, TrialSet, TrialSqlRow, check_times,
-    goal_metrics, group_rows, into_metric_rows, like_prefix, name_chunks, pick_best, query_error, redact,
-    summarize,
+    ReportKey, SqlRow, StoreError, StoreOptions, SummaryDelta, SummaryRow, TrialCountRow, TrialSet,
+    TrialSqlRow, check_times, goal_metrics, group_rows, into_metric_rows, like_prefix, name_chunks,
+    pick_best, query_error, redact, summarize,
 };
 use crate::time::to_sql_text;
 
 const INSERT: &str = "INSERT INTO observation_logs (trial_name, time, metric_name, value) ";
+/// A group's keys (see [`SqlStore::write_together`]), followed by `VALUES` and
+/// `ON CONFLICT DO NOTHING`: SQLite's and PostgreSQL's syntax, and only dialects that
+/// [`Dialect::SERIALIZE_WRITES`] write groups.
+const KEYS: &str = "INSERT INTO report_keys (trial_name, request_hash) ";
 const SUMMARY_COLUMNS: &str =
     " (trial_name, metric_name, min_value, min_text, max_value, max_text, latest_time, latest_text) ";
 const CHECK: &str = "SELECT trial_name, id, time, metric_name, value FROM observation_logs LIMIT 1";
@@ -98,11 +102,20 @@ pub trait Dialect: Send + Sync + 'static {
 pub struct SqlStore<D: Dialect> {
     pool: Pool<D::Db>,
     target: String,
-    /// Held for the whole of a write transaction when [`Dialect::SERIALIZE_WRITES`].
-    writes: Arc<tokio::sync::Mutex<()>>,
+    /// Held for the whole of a write transaction when [`Dialect::SERIALIZE_WRITES`]; it
+    /// keeps the connection report groups are written on (see [`WriterConnection`]).
+    writes: Arc<tokio::sync::Mutex<WriterConnection<D>>>,
     /// Reports waiting for the next group transaction (only when serializing writes).
     queued: Arc<std::sync::Mutex<Vec<QueuedReport>>>,
 }
+
+/// The connection every report group is written on, kept between groups. SQLite's page
+/// cache belongs to a connection, and a write through another connection makes it stale:
+/// the pool hands out its idle connections in turn, so each group met a cache the previous
+/// group had invalidated and read its pages again. `None` until the first group, after a
+/// group failed (a fresh one is taken), and for a pool of one connection, which readers
+/// need too.
+type WriterConnection<D> = Option<sqlx::pool::PoolConnection<<D as Dialect>::Db>>;
 
 impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
@@ -118,7 +131,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
 impl<D: Dialect> SqlStore<D> {
     /// Waits for this store's turn to write (see [`Dialect::SERIALIZE_WRITES`]); hold the
     /// guard until the write is committed.
-    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, WriterConnection<D>>> {
         if D::SERIALIZE_WRITES {
             Some(self.writes.lock().await)
         } else {
@@ -293,6 +306,7 @@ where
     for<'a> Option<f64>: Encode<'a, D::Db> + Type<D::Db>,
     for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
     for<'r> CountRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> TrialCountRow: FromRow<'r, <D::Db as Database>::Row>,
 {
     /// One report in a transaction of its own.
     async fn append_alone(
@@ -340,7 +354,7 @@ where
     /// The trial's rows as `count` would answer, inside `tx` (its own writes included),
     /// before the commit: one statement on the transaction's connection instead of a
     /// query of its own after it. `None` (logged) if the statement fails.
-    async fn count_in(tx: &mut sqlx::Transaction<'static, D::Db>, trial: &str) -> Option<u64> {
+    async fn count_in(tx: &mut sqlx::Transaction<'_, D::Db>, trial: &str) -> Option<u64> {
         let counted: Result<CountRow, _> = count_query::<D>(trial)
             .build_query_as()
             .fetch_one(&mut **tx)
@@ -377,8 +391,9 @@ where
         }
         // Group commit: the report joins the queue, and whoever gets the write turn first
         // writes everything queued in one transaction. SQLite commits one transaction at a
-        // time, and a report is five statements, each a trip to the connection's thread:
-        // reports that arrived together waited in line for each other's trips.
+        // time, and every statement is a trip to the connection's thread: reports that
+        // arrived together waited in line for each other's trips. A group costs the same
+        // few statements whatever its size (`write_together`).
         let (done, mut result) = tokio::sync::oneshot::channel();
         self.queued
             .lock()
@@ -399,8 +414,8 @@ where
         // On its own task: a caller that goes away (a cancelled RPC) must not cut a group
         // that carries other callers' reports.
         let _ = tokio::spawn(async move {
-            store.write_group(group).await;
-            drop(turn);
+            let mut turn = turn;
+            store.write_group(group, &mut turn).await;
         })
         .await;
         // Only if that task panicked; the caller may send the report again (its key makes
@@ -416,30 +431,37 @@ where
 
     /// Writes `group` in one transaction and answers each report. If that transaction
     /// fails, each report is written again alone, so one bad report fails only itself.
-    /// The caller holds the write turn.
-    async fn write_group(&self, group: Vec<QueuedReport>) {
+    /// The caller holds the write turn, and with it `writer`.
+    async fn write_group(&self, group: Vec<QueuedReport>, writer: &mut WriterConnection<D>) {
         let together = async {
-            let mut tx = self.pool.begin().await.map_err(query::<D>("begin transaction"))?;
-            let mut written = Vec::with_capacity(group.len());
-            for r in &group {
-                written.push(Self::write_report(&mut tx, &r.trial, &r.logs, r.key.as_ref()).await?);
-            }
-            // Counted after every report of the group is written, so each count includes
-            // the rows of its trial's other reports in the group too.
-            let mut answers = Vec::with_capacity(group.len());
-            for (r, w) in group.iter().zip(written) {
-                let rows = if r.count {
-                    Self::count_in(&mut tx, &r.trial).await
-                } else {
-                    None
-                };
-                answers.push((w, rows));
-            }
-            let written = answers;
+            let conn = match writer {
+                Some(conn) => conn,
+                None => writer.insert(
+                    self.pool
+                        .acquire()
+                        .await
+                        .map_err(query::<D>("acquire a connection"))?,
+                ),
+            };
+            let mut tx = conn.begin().await.map_err(query::<D>("begin transaction"))?;
+            let written = match Self::write_together(&mut tx, &group).await? {
+                Some(written) => written,
+                None => {
+                    // A key was already stored: some report is a retry. Report by report,
+                    // each finds out for itself whether it is the one.
+                    tx.rollback().await.map_err(query::<D>("rollback"))?;
+                    tx = conn.begin().await.map_err(query::<D>("begin transaction"))?;
+                    Self::write_one_by_one(&mut tx, &group).await?
+                }
+            };
             tx.commit().await.map_err(query::<D>("commit"))?;
             Ok::<_, StoreError>(written)
         };
-        match together.await {
+        let result = together.await;
+        if result.is_err() || self.pool.options().get_max_connections() <= 1 {
+            *writer = None;
+        }
+        match result {
             Ok(written) => {
                 for (r, w) in group.into_iter().zip(written) {
                     let _ = r.done.send(Ok(w));
@@ -457,10 +479,183 @@ where
         }
     }
 
+    /// `group` in `tx` with a fixed number of statements whatever its size: every key, then
+    /// every row, then every summary, each in multi-row statements, and one count of the
+    /// trials that asked. Report by report it took four statements each, and every
+    /// statement is a trip to SQLite's connection thread while the next group waits.
+    /// `None` (with some keys written) when a key was already stored: roll back and use
+    /// [`Self::write_one_by_one`].
+    async fn write_together(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        group: &[QueuedReport],
+    ) -> Result<Option<Vec<Counted>>, StoreError> {
+        let keys: Vec<(&str, String)> = group
+            .iter()
+            .filter_map(|r| Some((r.trial.as_str(), r.key?.hex())))
+            .collect();
+        let mut inserted = 0;
+        for chunk in keys.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<D::Db>::new(KEYS);
+            insert.push_values(chunk, |mut values, (trial, hash)| {
+                values.push_bind(*trial).push_bind(hash.as_str());
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            let done = insert
+                .build()
+                .execute(&mut **tx)
+                .await
+                .map_err(query::<D>("insert into report_keys"))?;
+            inserted += D::rows_affected(&done);
+        }
+        if inserted != keys.len() as u64 {
+            return Ok(None);
+        }
+        let rows: Vec<(&str, &MetricRow)> = group
+            .iter()
+            .flat_map(|r| r.logs.iter().map(move |row| (r.trial.as_str(), row)))
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            Self::insert_rows(tx, chunk).await?;
+        }
+        // One delta per trial and metric over the group's rows in the order reported: the
+        // same summary as the reports' deltas merged one after another.
+        let mut by_trial: BTreeMap<&str, Vec<&MetricRow>> = BTreeMap::new();
+        for (trial, row) in &rows {
+            by_trial.entry(trial).or_default().push(row);
+        }
+        let deltas: Vec<_> = by_trial
+            .into_iter()
+            .flat_map(|(trial, rows)| summarize(rows).into_iter().map(move |delta| (trial, delta)))
+            .collect();
+        for chunk in deltas.chunks(ROWS_PER_INSERT) {
+            Self::upsert_summaries(tx, chunk).await?;
+        }
+        // Counted after every report of the group is written, so each count includes the
+        // rows of its trial's other reports in the group too.
+        let counted: std::collections::BTreeSet<&str> = group
+            .iter()
+            .filter(|r| r.count)
+            .map(|r| r.trial.as_str())
+            .collect();
+        let counted: Vec<&str> = counted.into_iter().collect();
+        let mut counts: Option<BTreeMap<String, u64>> = Some(BTreeMap::new());
+        for chunk in counted.chunks(ROWS_PER_INSERT) {
+            let mut select =
+                QueryBuilder::<D::Db>::new("SELECT trial_name, COUNT(*) AS n FROM observation_logs WHERE ");
+            push_trials::<D>(&mut select, Some(chunk), "");
+            select.push(" AND time IS NOT NULL GROUP BY trial_name");
+            match select
+                .build_query_as::<TrialCountRow>()
+                .fetch_all(&mut **tx)
+                .await
+            {
+                Ok(found) => {
+                    if let Some(counts) = counts.as_mut() {
+                        counts.extend(
+                            found
+                                .into_iter()
+                                .map(|c| (c.trial_name, u64::try_from(c.n).unwrap_or(0))),
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot count the trials' rows; answering without");
+                    counts = None;
+                }
+            }
+        }
+        Ok(Some(
+            group
+                .iter()
+                .map(|r| {
+                    let n = r
+                        .count
+                        .then(|| counts.as_ref().map(|c| c.get(&r.trial).copied().unwrap_or(0)))
+                        .flatten();
+                    (Appended::Stored, n)
+                })
+                .collect(),
+        ))
+    }
+
+    /// `group` in `tx`, report after report (see [`Self::write_together`]).
+    async fn write_one_by_one(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        group: &[QueuedReport],
+    ) -> Result<Vec<Counted>, StoreError> {
+        let mut written = Vec::with_capacity(group.len());
+        for r in group {
+            written.push(Self::write_report(tx, &r.trial, &r.logs, r.key.as_ref()).await?);
+        }
+        // Counted after every report of the group is written, so each count includes
+        // the rows of its trial's other reports in the group too.
+        let mut answers = Vec::with_capacity(group.len());
+        for (r, w) in group.iter().zip(written) {
+            let rows = if r.count {
+                Self::count_in(tx, &r.trial).await
+            } else {
+                None
+            };
+            answers.push((w, rows));
+        }
+        Ok(answers)
+    }
+
+    /// One multi-row `INSERT` of `(trial, row)` pairs into `observation_logs`.
+    async fn insert_rows(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        rows: &[(&str, &MetricRow)],
+    ) -> Result<(), StoreError> {
+        let mut insert = QueryBuilder::<D::Db>::new(INSERT);
+        insert.push_values(rows, |mut values, (trial, row)| {
+            values
+                .push_bind(*trial)
+                .push_bind(to_sql_text(row.time))
+                .push_unseparated(D::TIME_CAST)
+                .push_bind(row.metric_name.as_str())
+                .push_bind(row.value.as_str());
+        });
+        insert
+            .build()
+            .execute(&mut **tx)
+            .await
+            .map_err(query::<D>("insert into observation_logs"))?;
+        Ok(())
+    }
+
+    /// One multi-row upsert of `(trial, delta)` pairs into `metric_summaries` (at most one
+    /// per trial and metric: PostgreSQL refuses a statement that updates a row twice).
+    async fn upsert_summaries(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        deltas: &[(&str, SummaryDelta<'_>)],
+    ) -> Result<(), StoreError> {
+        let mut upsert = QueryBuilder::<D::Db>::new(D::UPSERT_SUMMARY);
+        upsert.push(SUMMARY_COLUMNS);
+        upsert.push_values(deltas, |mut values, (trial, delta)| {
+            values
+                .push_bind(*trial)
+                .push_bind(delta.metric)
+                .push_bind(delta.min.map(|(n, _)| n))
+                .push_bind(delta.min.map(|(_, text)| text))
+                .push_bind(delta.max.map(|(n, _)| n))
+                .push_bind(delta.max.map(|(_, text)| text))
+                .push_bind(to_sql_text(delta.latest.0))
+                .push_unseparated(D::TIME_CAST)
+                .push_bind(delta.latest.1);
+        });
+        upsert.push(D::ON_SUMMARY_CONFLICT);
+        upsert
+            .build()
+            .execute(&mut **tx)
+            .await
+            .map_err(query::<D>("upsert into metric_summaries"))?;
+        Ok(())
+    }
+
     /// The statements of one report inside `tx`: its key (nothing else is written when the
     /// key is already there), its rows and its summary updates.
     async fn write_report(
-        tx: &mut sqlx::Transaction<'static, D::Db>,
+        tx: &mut sqlx::Transaction<'_, D::Db>,
         trial: &str,
         logs: &[MetricRow],
         key: Option<&ReportKey>,
@@ -476,44 +671,13 @@ where
                 return Ok(Appended::Duplicate);
             }
         }
-        for chunk in logs.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<D::Db>::new(INSERT);
-            insert.push_values(chunk, |mut values, row| {
-                values
-                    .push_bind(trial)
-                    .push_bind(to_sql_text(row.time))
-                    .push_unseparated(D::TIME_CAST)
-                    .push_bind(row.metric_name.as_str())
-                    .push_bind(row.value.as_str());
-            });
-            insert
-                .build()
-                .execute(&mut **tx)
-                .await
-                .map_err(query::<D>("insert into observation_logs"))?;
+        let rows: Vec<(&str, &MetricRow)> = logs.iter().map(|row| (trial, row)).collect();
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            Self::insert_rows(tx, chunk).await?;
         }
-        let deltas = summarize(logs);
+        let deltas: Vec<_> = summarize(logs).into_iter().map(|delta| (trial, delta)).collect();
         for chunk in deltas.chunks(ROWS_PER_INSERT) {
-            let mut upsert = QueryBuilder::<D::Db>::new(D::UPSERT_SUMMARY);
-            upsert.push(SUMMARY_COLUMNS);
-            upsert.push_values(chunk, |mut values, delta| {
-                values
-                    .push_bind(trial)
-                    .push_bind(delta.metric)
-                    .push_bind(delta.min.map(|(n, _)| n))
-                    .push_bind(delta.min.map(|(_, text)| text))
-                    .push_bind(delta.max.map(|(n, _)| n))
-                    .push_bind(delta.max.map(|(_, text)| text))
-                    .push_bind(to_sql_text(delta.latest.0))
-                    .push_unseparated(D::TIME_CAST)
-                    .push_bind(delta.latest.1);
-            });
-            upsert.push(D::ON_SUMMARY_CONFLICT);
-            upsert
-                .build()
-                .execute(&mut **tx)
-                .await
-                .map_err(query::<D>("upsert into metric_summaries"))?;
+            Self::upsert_summaries(tx, chunk).await?;
         }
         Ok(Appended::Stored)
     }
@@ -530,6 +694,7 @@ where
     for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
     for<'r> SqlRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> CountRow: FromRow<'r, <D::Db as Database>::Row>,
+    for<'r> TrialCountRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> TrialSqlRow: FromRow<'r, <D::Db as Database>::Row>,
     for<'r> SummaryRow: FromRow<'r, <D::Db as Database>::Row>,
 {
@@ -677,6 +842,8 @@ where
     }
 
     async fn close(&self) {
+        // The pool's close waits for every connection to come back, the writer's too.
+        self.writes.lock().await.take();
         self.pool.close().await;
     }
 }

@@ -116,7 +116,11 @@ impl Dialect for SqliteDialect {
         } else {
             SqlitePoolOptions::new().max_connections(settings.max_connections.max(1))
         };
+        // No ping before handing out a connection: to a file in this process there is
+        // nothing to lose on the way, and the ping was one more trip to the connection's
+        // thread per report group.
         let pool = pool_options
+            .test_before_acquire(false)
             .acquire_timeout(settings.acquire_timeout.max(BUSY_TIMEOUT))
             .connect_with(options)
             .await
@@ -233,6 +237,13 @@ mod tests {
     async fn delete_only_that_trial() {
         let (_dir, store) = temp_store().await;
         testsuite::delete_only_that_trial(&store).await;
+    }
+
+    #[tokio::test]
+    async fn reports_written_together_as_if_one_by_one() {
+        let (_dir, store) = temp_store().await;
+        testsuite::reports_written_together_as_if_one_by_one(&store).await;
+        testsuite::concurrent_reports_keep_their_own_outcome(&store).await;
     }
 
     #[tokio::test]
