@@ -221,6 +221,7 @@ pub async fn execute(
     } else {
         None
     };
+    let in_process_suggestion = external_suggestion.is_none();
     let suggestion_addr = external_suggestion
         .or_else(|| in_process.clone())
         .unwrap_or_default();
@@ -236,6 +237,12 @@ pub async fn execute(
         early_stopping_addr,
         suggestion_timeout: Duration::from_secs(opts.suggestion_timeout.max(1)),
         seed: opts.seed,
+        // The built-in service only: what an external one does with the request is its own.
+        suggestions_ahead: in_process_suggestion
+            && katib_suggestion::random::assignments_ahead_allowed(&katib_api::convert::experiment_to_pb(
+                &exp,
+                &[],
+            )),
     };
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();

@@ -109,6 +109,24 @@ impl Algorithm for Random {
     }
 }
 
+/// Whether this algorithm's next assignments for `experiment` can be asked for before the
+/// trials now running end: true for `random` without `random_state` over an infinite space
+/// (some parameter a double without `step`). Each draw then depends on nothing in the
+/// request, neither the history (no point needs avoiding) nor the trial count (no seed):
+/// asking early changes when a point is drawn, not what it may be. A finite space (its
+/// draws avoid the trials so far) or a seeded run (its draws follow the trial count) answer
+/// false, and so does any other algorithm.
+pub fn assignments_ahead_allowed(experiment: &pb::Experiment) -> bool {
+    let spec = experiment.spec.as_ref();
+    let algorithm = spec.and_then(|s| s.algorithm.as_ref());
+    if algorithm.is_none_or(|a| a.algorithm_name != Random::NAME) {
+        return false;
+    }
+    let settings = AlgorithmSettings::from_experiment(experiment);
+    let unseeded = matches!(settings.random_state(), Ok(None));
+    unseeded && SearchSpace::from_experiment(experiment).is_ok_and(|space| !space.is_finite())
+}
+
 /// One random point of the space (each parameter drawn independently by its distribution).
 pub fn sample_point<R: Rng + ?Sized>(space: &SearchSpace, rng: &mut R) -> Vec<Coord> {
     space.parameters().iter().map(|p| sample_coord(p, rng)).collect()
@@ -247,6 +265,33 @@ mod tests {
         n: i32,
     ) -> SuggestRequest {
         request_for("random", settings, params, trials, n, n)
+    }
+
+    #[test]
+    fn assignments_are_asked_ahead_only_when_no_draw_depends_on_the_request() {
+        let continuous = || vec![double("lr", "0.01", "0.1", ""), int("layers", "1", "4", "")];
+        assert!(assignments_ahead_allowed(&experiment(
+            "random",
+            &[],
+            continuous()
+        )));
+        // Seeded: the draws follow the trial count.
+        assert!(!assignments_ahead_allowed(&experiment(
+            "random",
+            &[("random_state", "3")],
+            continuous()
+        )));
+        // Finite: the draws avoid the trials so far.
+        let finite = vec![double("lr", "0.01", "0.1", "0.01"), int("layers", "1", "4", "")];
+        assert!(!assignments_ahead_allowed(&experiment("random", &[], finite)));
+        // Any other algorithm, or a space that does not parse.
+        assert!(!assignments_ahead_allowed(&experiment("grid", &[], continuous())));
+        assert!(!assignments_ahead_allowed(&experiment("tpe", &[], continuous())));
+        assert!(!assignments_ahead_allowed(&experiment(
+            "random",
+            &[],
+            vec![double("lr", "0.1", "0.01", "")]
+        )));
     }
 
     #[test]

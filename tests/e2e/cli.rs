@@ -90,6 +90,65 @@ fn random_example_runs_to_max_trials_with_true_best() {
     assert_eq!(r.experiment["spec"]["resumePolicy"], "Never");
 }
 
+/// Unseeded random over a continuous space: `katib run` takes assignments ahead of need
+/// (see `LocalConfig::suggestions_ahead`). The run still creates exactly maxTrialCount
+/// trials, each with its own point.
+#[test]
+fn unseeded_random_asked_ahead_keeps_katib_s_counts() {
+    let s = Scratch::new();
+    let text = variant(
+        "random.yaml",
+        &[
+            (
+                "    algorithmSettings:\n      - name: random_state\n        value: \"42\"\n",
+                "",
+            ),
+            ("  parallelTrialCount: 3", "  parallelTrialCount: 4"),
+            ("  maxTrialCount: 12", "  maxTrialCount: 23"),
+        ],
+    );
+    let f = s.write("unseeded.yaml", &text);
+    let r = s.run_json(&f, &["--log-level", "katib_controller=info"]);
+    assert_eq!(r.code, 0, "{}", r.context());
+    let taken_ahead = |stderr: &str| -> usize {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("trials started from assignments asked ahead"))
+            .unwrap_or_else(|| panic!("no suggestion summary in the log:\n{stderr}"));
+        let field = line.split("taken_ahead=").nth(1).expect("taken_ahead field");
+        field
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(taken_ahead(&r.stderr) > 0, "{}", r.context());
+    assert_eq!(
+        r.last_condition(),
+        ("Succeeded".into(), "ExperimentMaxTrialsReached".into()),
+        "{}",
+        r.context()
+    );
+    assert_eq!(r.status_i64("trials"), 23);
+    assert_eq!(r.trials.len(), 23);
+    let points: HashSet<String> = r
+        .trials
+        .iter()
+        .map(|t| t["spec"]["parameterAssignments"].to_string())
+        .collect();
+    assert_eq!(points.len(), 23, "every trial has its own point");
+    // Seeded, the same experiment is asked exactly as Katib asks.
+    let seeded = s.write(
+        "seeded.yaml",
+        &variant("random.yaml", &[("  maxTrialCount: 12", "  maxTrialCount: 23")]),
+    );
+    let r = s.run_json(&seeded, &["--log-level", "katib_controller=info"]);
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(taken_ahead(&r.stderr), 0, "{}", r.context());
+    assert_eq!(r.trials.len(), 23);
+}
+
 #[test]
 fn grid_example_visits_distinct_exact_points() {
     let s = Scratch::new();

@@ -59,6 +59,12 @@ pub struct LocalConfig {
     pub suggestion_timeout: Duration,
     /// Seed for trial names (tests); random when None.
     pub seed: Option<u64>,
+    /// Ask the suggestion service for up to `parallelTrialCount` assignments more than the
+    /// free slots need, and start trials from those as slots free up. Only for an algorithm
+    /// whose draws depend on nothing in the request (see
+    /// `katib_suggestion::random::assignments_ahead_allowed`); otherwise every call asks for
+    /// exactly the free slots, as Katib does.
+    pub suggestions_ahead: bool,
 }
 
 /// Progress events, for the CLI's display.
@@ -212,6 +218,11 @@ pub async fn run_experiment(
         let mut state = SuggestionState::default();
         let mut overrides: Vec<AlgorithmSetting> = Vec::new();
         let mut total_requested: i32 = 0;
+        // Assignments received ahead of need (only with `cfg.suggestions_ahead`), oldest first.
+        let mut ahead: std::collections::VecDeque<pb::get_suggestions_reply::ParameterAssignments> =
+            std::collections::VecDeque::new();
+        // GetSuggestions calls made, and trials started from an assignment received earlier.
+        let (mut calls, mut taken_ahead) = (0usize, 0usize);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut interrupted = false;
         let mut last_status: Option<tokio::time::Instant> = None;
@@ -242,15 +253,56 @@ pub async fn run_experiment(
             }
             if decision.request > 0 && !interrupted {
                 let want = decision.request as i32;
-                total_requested += want;
-                let req = pb_cache.encoded_request(
-                    &experiment_to_pb(&exp, &overrides),
-                    &exp,
-                    &trials,
-                    want,
-                    total_requested,
-                );
-                match get_suggestions(&mut encoded_suggestions, req, &cfg).await {
+                // Served from the assignments in hand when they are enough (`asked` 0),
+                // else from a call for what the free slots need beyond them, and with
+                // `suggestions_ahead` up to parallelTrialCount more, never past maxTrialCount.
+                let (answer, asked) = if ahead.len() >= want as usize {
+                    taken_ahead += want as usize;
+                    let reply = pb::GetSuggestionsReply {
+                        parameter_assignments: ahead.drain(..want as usize).collect(),
+                        ..Default::default()
+                    };
+                    (Ok(reply), 0)
+                } else {
+                    let need = want - ahead.len() as i32;
+                    let ask = if cfg.suggestions_ahead {
+                        let parallel = exp.spec.parallel_trial_count.unwrap_or(3).max(1);
+                        let left = exp
+                            .spec
+                            .max_trial_count
+                            .map_or(i32::MAX, |max| max - trials.len() as i32 - ahead.len() as i32);
+                        (need + parallel).min(left).max(need)
+                    } else {
+                        need
+                    };
+                    total_requested += ask;
+                    calls += 1;
+                    taken_ahead += ahead.len();
+                    if ask > need {
+                        debug!(need, ask, "asking for assignments ahead of need");
+                    }
+                    let req = pb_cache.encoded_request(
+                        &experiment_to_pb(&exp, &overrides),
+                        &exp,
+                        &trials,
+                        ask,
+                        total_requested,
+                    );
+                    let answer = get_suggestions(&mut encoded_suggestions, req, &cfg).await.map(|mut reply| {
+                        let returned = reply.parameter_assignments.len() as i32;
+                        // A short reply: the space is used up; count only what came.
+                        total_requested -= (ask - returned).max(0);
+                        let mut all: Vec<_> = ahead.drain(..).collect();
+                        all.append(&mut reply.parameter_assignments);
+                        if all.len() > want as usize {
+                            ahead.extend(all.drain(want as usize..));
+                        }
+                        reply.parameter_assignments = all;
+                        reply
+                    });
+                    (answer, ask)
+                };
+                match answer {
                     Ok(reply) => {
                         if let Some(alg) = &reply.algorithm {
                             let returned: Vec<AlgorithmSetting> = alg
@@ -265,7 +317,6 @@ pub async fn run_experiment(
                         if got < want as usize {
                             info!(requested = want, returned = got, "the search space is exhausted");
                             state.exhausted = true;
-                            total_requested -= want - got as i32;
                             let _ = events.send(Event::Exhausted { suggested: trials.len() + got });
                         }
                         // Katib attaches the rules of this moment to every new assignment.
@@ -340,7 +391,7 @@ pub async fn run_experiment(
                             });
                         }
                         warn!(%message, "GetSuggestions failed; retrying after the next trial completes");
-                        total_requested -= want;
+                        total_requested -= asked;
                     }
                 }
             }
@@ -417,6 +468,7 @@ pub async fn run_experiment(
             }
         }
 
+        info!(calls, taken_ahead, "GetSuggestions calls made, and trials started from assignments asked ahead");
         let out = RunOutcome { experiment: exp, trials, interrupted };
         write_state(&cfg, &out).await?;
         Ok(out)
