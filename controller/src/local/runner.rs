@@ -469,9 +469,11 @@ pub async fn run_experiment(
         }
 
         info!(calls, taken_ahead, "GetSuggestions calls made, and trials started from assignments asked ahead");
+        // Every event is out: observers (the web UI's last write) finish while the state is
+        // written, instead of after it.
+        drop(events);
         let out = RunOutcome { experiment: exp, trials, interrupted };
-        write_state(&cfg, &out).await?;
-        Ok(out)
+        write_state(&cfg, out).await
     }
     .instrument(span)
     .await
@@ -940,7 +942,8 @@ async fn report_unavailable(trial: &Trial, db: &mut DbManagerClient<Channel>) ->
     }
 }
 
-async fn write_state(cfg: &LocalConfig, out: &RunOutcome) -> Result<(), RunError> {
+/// Writes `experiment.json` and hands `out` back.
+async fn write_state(cfg: &LocalConfig, out: RunOutcome) -> Result<RunOutcome, RunError> {
     /// Serialized straight from the run's values: building a `serde_json::Value` of every
     /// trial first cost more than the write, at the end of every run.
     #[derive(serde::Serialize)]
@@ -949,14 +952,28 @@ async fn write_state(cfg: &LocalConfig, out: &RunOutcome) -> Result<(), RunError
         trials: &'a [Trial],
     }
     let path = cfg.run_dir.join("experiment.json");
-    let text = serde_json::to_vec_pretty(&State {
-        experiment: &out.experiment,
-        trials: &out.trials,
+    // Off the runtime's workers: for a few hundred trials this is milliseconds of CPU that
+    // the other tasks finishing the run can use meanwhile.
+    let serialized = tokio::task::spawn_blocking(move || {
+        let text = serde_json::to_vec_pretty(&State {
+            experiment: &out.experiment,
+            trials: &out.trials,
+        });
+        (out, text)
     })
-    .unwrap_or_default();
+    .await;
+    let (out, text) = serialized.map_err(|e| RunError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    let text = text.map_err(|e| RunError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
     tokio::fs::write(&path, text)
         .await
-        .map_err(|source| RunError::Write { path, source })
+        .map_err(|source| RunError::Write { path, source })?;
+    Ok(out)
 }
 
 #[cfg(test)]
