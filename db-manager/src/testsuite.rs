@@ -1131,6 +1131,15 @@ pub async fn experiment_store(store: &dyn crate::ExperimentStore) {
         Some("{}")
     );
     assert!(store.get_trial("default", "b", "a-1").await.unwrap().is_none());
+    // A flush larger than one statement's chunk: every snapshot lands, in seq order.
+    let many: Vec<_> = (0..61)
+        .map(|i| trial(&format!("m-{i:02}"), i, Some(i as f64)))
+        .collect();
+    store.put_trials("default", "m", &many).await.unwrap();
+    let rows = store.trial_rows("default", "m").await.unwrap();
+    let names: Vec<String> = rows.into_iter().map(|(name, _)| name).collect();
+    let expected: Vec<String> = (0..61).map(|i| format!("m-{i:02}")).collect();
+    assert_eq!(names, expected);
     let changed = store.changed_since("2026-01-01T12:00:00Z").await.unwrap();
     assert_eq!(
         changed
