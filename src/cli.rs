@@ -62,6 +62,9 @@ fn init_logging(filter: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Its default reports a failed write with `eprintln!`, which panics when stderr is
+        // a closed pipe: in a task that killed the task (the store's worker among them).
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -71,7 +74,7 @@ pub fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -85,11 +88,11 @@ pub fn main() -> ExitCode {
             Command::Controller(args) => service_exit(katib_operator::run(*args, shutdown_signal()).await),
             Command::Crds => match katib_operator::crds::yaml() {
                 Ok(y) => {
-                    print!("{y}");
+                    out!("{y}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: cannot render the CRDs: {e}");
+                    errln!("error: cannot render the CRDs: {e}");
                     ExitCode::FAILURE
                 }
             },
@@ -101,7 +104,7 @@ fn service_exit<E: std::error::Error>(r: Result<(), E>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", crate::run::chain(&e));
+            errln!("error: {}", crate::run::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -113,14 +116,14 @@ fn validate(args: ValidateArgs) -> ExitCode {
         match katib_api::validate::load_and_validate(file) {
             Ok(exp) => {
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&exp).unwrap_or_default());
+                    outln!("{}", serde_json::to_string_pretty(&exp).unwrap_or_default());
                 } else {
-                    println!("{}: valid", file.display());
+                    outln!("{}: valid", file.display());
                 }
             }
             Err(e) => {
                 ok = false;
-                eprintln!("{e}");
+                errln!("{e}");
             }
         }
     }

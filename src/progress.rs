@@ -219,9 +219,9 @@ impl Progress {
         }
         text.push_str(&format!("Trial logs: {}\n", run_dir.display()));
         if json {
-            eprint!("{text}");
+            err!("{text}");
         } else {
-            print!("{text}");
+            out!("{text}");
         }
     }
 }

@@ -90,7 +90,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn invalid(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
+    errln!("error: {msg}");
     ExitCode::from(EXIT_INVALID)
 }
 
@@ -323,7 +323,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let exp = match katib_api::validate::load_and_validate(&file) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("{e}");
+            errln!("{e}");
             return ExitCode::from(EXIT_INVALID);
         }
     };
@@ -382,7 +382,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
             Err(e) => return invalid(chain(&e)),
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        eprintln!("web UI: http://{addr}/");
+        errln!("web UI: http://{addr}/");
         let launcher =
             crate::launch::LocalLauncher::new(opts.clone(), obs.clone(), exps.clone(), hub.clone());
         let state = katib_ui::AppState {
@@ -424,7 +424,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(ExecError::Invalid(m)) => return invalid(m),
         Err(ExecError::Failed(m)) => {
-            eprintln!("error: {m}");
+            errln!("error: {m}");
             return ExitCode::FAILURE;
         }
     };
@@ -432,14 +432,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
         p.summary(&out, started.elapsed(), &run_dir, json);
     }
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out.experiment).unwrap_or_default()
         );
     }
     if let Some(task) = ui_task {
         if !out.interrupted {
-            eprintln!("the experiment has ended; the web UI keeps serving until Ctrl-C");
+            errln!("the experiment has ended; the web UI keeps serving until Ctrl-C");
             crate::cli::shutdown_signal().await;
         }
         let _ = ui_stop_tx.send(true);

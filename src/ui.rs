@@ -34,7 +34,7 @@ pub async fn run(args: UiArgs) -> ExitCode {
         suggestion_timeout,
     } = args;
     if let Err(e) = std::fs::create_dir_all(&state_dir) {
-        eprintln!(
+        errln!(
             "error: cannot create the state directory {}: {e} (pass --state-dir <writable dir>)",
             state_dir.display()
         );
@@ -43,22 +43,22 @@ pub async fn run(args: UiArgs) -> ExitCode {
     let (Some(observations), Some(experiments)) = (match open_stores(db, &state_dir, false).await {
         Ok(s) => s,
         Err(m) => {
-            eprintln!("error: {m}");
+            errln!("error: {m}");
             return ExitCode::from(EXIT_INVALID);
         }
     }) else {
-        eprintln!("error: cannot open the database for katib ui");
+        errln!("error: cannot open the database for katib ui");
         return ExitCode::from(EXIT_INVALID);
     };
     let listener = match katib_ui::bind(ui.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            errln!("error: {}", chain(&e));
             return ExitCode::from(EXIT_INVALID);
         }
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    eprintln!("web UI: http://{addr}/");
+    errln!("web UI: http://{addr}/");
     let hub = katib_ui::Hub::default();
     let opts = ExecOpts {
         state_dir: state_dir.clone(),
@@ -81,7 +81,7 @@ pub async fn run(args: UiArgs) -> ExitCode {
     match katib_ui::serve(listener, state, crate::cli::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            errln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }

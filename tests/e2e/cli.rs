@@ -426,6 +426,49 @@ fn bad_input_exits_2_with_clear_errors() {
     assert!(err.contains("/nonexistent-dir/x/katib.db"), "{err}");
 }
 
+/// `katib run ... | head`: the reader of stdout and stderr goes away while the run still
+/// writes progress, debug logs (from every thread, the database's too) and the summary.
+/// Writes that find the pipe closed are dropped; the run neither panics (exit 101) nor
+/// hangs with a task gone, and it finishes and records its result.
+#[test]
+fn closed_output_pipes_neither_panic_nor_hang_the_run() {
+    let s = Scratch::new();
+    let file = s.write(
+        "closed.yaml",
+        &variant("random.yaml", &[("maxTrialCount: 12", "maxTrialCount: 6")]),
+    );
+    let mut cmd = s.katib(&["run", file.to_str().unwrap()]);
+    cmd.env("KATIB_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Closed before katib writes anything: every write it makes meets a broken pipe.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("katib run hung after its output pipes closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let trials = s.last_trials();
+    assert_eq!(trials.len(), 6);
+    for t in &trials {
+        assert_eq!(
+            last_trial_condition(t)["type"],
+            "Succeeded",
+            "every trial ran to the end: {t}"
+        );
+    }
+}
+
 #[test]
 fn validate_accepts_examples_and_names_fields_with_lines() {
     let s = Scratch::new();
