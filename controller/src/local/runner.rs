@@ -953,26 +953,30 @@ async fn write_state(cfg: &LocalConfig, out: RunOutcome) -> Result<RunOutcome, R
     }
     let path = cfg.run_dir.join("experiment.json");
     // Off the runtime's workers: for a few hundred trials this is milliseconds of CPU that
-    // the other tasks finishing the run can use meanwhile.
-    let serialized = tokio::task::spawn_blocking(move || {
-        let text = serde_json::to_vec_pretty(&State {
-            experiment: &out.experiment,
-            trials: &out.trials,
-        });
-        (out, text)
+    // the other tasks finishing the run can use meanwhile. Streamed to the file through a
+    // buffer: a whole-file `Vec` of a megabyte or more was mostly page faults as it grew.
+    let target = path.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let write = || -> std::io::Result<()> {
+            let file = std::fs::File::create(&target)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+            serde_json::to_writer_pretty(
+                &mut w,
+                &State {
+                    experiment: &out.experiment,
+                    trials: &out.trials,
+                },
+            )?;
+            std::io::Write::flush(&mut w)
+        };
+        (write(), out)
     })
     .await;
-    let (out, text) = serialized.map_err(|e| RunError::Write {
+    let (result, out) = written.map_err(|e| RunError::Write {
         path: path.clone(),
         source: std::io::Error::other(e),
     })?;
-    let text = text.map_err(|e| RunError::Write {
-        path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    tokio::fs::write(&path, text)
-        .await
-        .map_err(|source| RunError::Write { path, source })?;
+    result.map_err(|source| RunError::Write { path, source })?;
     Ok(out)
 }
 
