@@ -50,6 +50,10 @@ pub struct LocalConfig {
     pub work_dir: PathBuf,
     /// db-manager address (host:port), given to the controller and to trials.
     pub db_manager_addr: String,
+    /// The abstract Unix socket (Linux) of an in-process db-manager, beside its TCP port:
+    /// the runner and its collectors call db-manager there, one report per trial and
+    /// without TCP's work on each message. Trials and services keep `db_manager_addr`.
+    pub db_manager_local: Option<String>,
     /// Suggestion service address (host:port) for this experiment's algorithm.
     pub suggestion_addr: String,
     /// EarlyStopping service address (host:port), used when the experiment has
@@ -158,6 +162,35 @@ async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
     ep.connect().await
 }
 
+/// A channel to a server on the abstract Unix socket `name` (see
+/// [`LocalConfig::db_manager_local`]).
+#[cfg(target_os = "linux")]
+async fn connect_local(name: &str) -> Result<Channel, tonic::transport::Error> {
+    use std::os::linux::net::SocketAddrExt as _;
+    let name = name.to_owned();
+    // The URI only names the HTTP/2 authority; the connector decides where it goes.
+    tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_timeout(Duration::from_secs(10))
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let name = name.clone();
+            async move {
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                // A connect to a listening Unix socket completes at once (or fails).
+                let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+                stream.set_nonblocking(true)?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::from_std(
+                    stream,
+                )?))
+            }
+        }))
+        .await
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn connect_local(_name: &str) -> Result<Channel, tonic::transport::Error> {
+    unreachable!("db_manager_local is only set on Linux")
+}
+
 struct Running {
     stop: Option<oneshot::Sender<()>>,
 }
@@ -192,8 +225,11 @@ pub async fn run_experiment(
         let mut encoded_suggestions = tonic::client::Grpc::new(sugg_channel)
             .max_decoding_message_size(i32::MAX as usize)
             .max_encoding_message_size(i32::MAX as usize);
-        let db_channel = connect(&cfg.db_manager_addr)
-            .await
+        let db_channel = match &cfg.db_manager_local {
+            Some(name) => connect_local(name).await,
+            None => connect(&cfg.db_manager_addr).await,
+        };
+        let db_channel = db_channel
             .map_err(|source| RunError::ConnectDbManager { addr: cfg.db_manager_addr.clone(), source })?;
         let mut db = DbManagerClient::new(db_channel.clone()).max_decoding_message_size(i32::MAX as usize);
 
