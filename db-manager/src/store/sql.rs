@@ -25,9 +25,8 @@ use super::{
 use crate::time::to_sql_text;
 
 const INSERT: &str = "INSERT INTO observation_logs (trial_name, time, metric_name, value) ";
-/// A group's keys (see [`SqlStore::write_together`]), followed by `VALUES` and
-/// `ON CONFLICT DO NOTHING`: SQLite's and PostgreSQL's syntax, and only dialects that
-/// [`Dialect::SERIALIZE_WRITES`] write groups.
+/// A group's keys (see [`SqlStore::write_together`]), followed by `VALUES`: a key already
+/// stored fails the statement.
 const KEYS: &str = "INSERT INTO report_keys (trial_name, request_hash) ";
 const SUMMARY_COLUMNS: &str =
     " (trial_name, metric_name, min_value, min_text, max_value, max_text, latest_time, latest_text) ";
@@ -265,6 +264,49 @@ where
     }
 }
 
+/// Appends the multi-row insert of `rows` into `observation_logs` to `query`.
+fn push_rows<D: Dialect>(query: &mut QueryBuilder<D::Db>, rows: &[(&str, &MetricRow)])
+where
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> String: Encode<'a, D::Db> + Type<D::Db>,
+{
+    query.push(INSERT);
+    query.push_values(rows, |mut values, (trial, row)| {
+        values
+            .push_bind(*trial)
+            .push_bind(to_sql_text(row.time))
+            .push_unseparated(D::TIME_CAST)
+            .push_bind(row.metric_name.as_str())
+            .push_bind(row.value.as_str());
+    });
+}
+
+/// Appends the multi-row upsert of `(trial, delta)` pairs into `metric_summaries` to
+/// `query`.
+fn push_summaries<D: Dialect>(query: &mut QueryBuilder<D::Db>, deltas: &[(&str, SummaryDelta<'_>)])
+where
+    for<'a> &'a str: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> String: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> Option<f64>: Encode<'a, D::Db> + Type<D::Db>,
+    for<'a> Option<&'a str>: Encode<'a, D::Db> + Type<D::Db>,
+{
+    query.push(D::UPSERT_SUMMARY);
+    query.push(SUMMARY_COLUMNS);
+    query.push_values(deltas, |mut values, (trial, delta)| {
+        values
+            .push_bind(*trial)
+            .push_bind(delta.metric)
+            .push_bind(delta.min.map(|(n, _)| n))
+            .push_bind(delta.min.map(|(_, text)| text))
+            .push_bind(delta.max.map(|(n, _)| n))
+            .push_bind(delta.max.map(|(_, text)| text))
+            .push_bind(to_sql_text(delta.latest.0))
+            .push_unseparated(D::TIME_CAST)
+            .push_bind(delta.latest.1);
+    });
+    query.push(D::ON_SUMMARY_CONFLICT);
+}
+
 /// Maps a failed `operation` to a [`StoreError`] naming the backend.
 fn query<D: Dialect>(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| query_error(D::BACKEND, operation, source)
@@ -479,44 +521,30 @@ where
         }
     }
 
-    /// `group` in `tx` with a fixed number of statements whatever its size: every key, then
-    /// every row, then every summary, each in multi-row statements, and one count of the
-    /// trials that asked. Report by report it took four statements each, and every
-    /// statement is a trip to SQLite's connection thread while the next group waits.
-    /// `None` (with some keys written) when a key was already stored: roll back and use
-    /// [`Self::write_one_by_one`].
+    /// `group` in `tx` as one query, one trip to SQLite's connection thread: every key,
+    /// then every row, then every summary, each in multi-row statements, and one count of
+    /// the trials that asked. Report by report it took four statements each, and every
+    /// statement is a trip to that thread while the next group waits. (With the
+    /// transaction's `BEGIN` and `COMMIT`, a group is three trips; putting those in the
+    /// query too measured no faster.)
+    ///
+    /// Several statements with bound values in one query is what SQLite's driver runs
+    /// (each statement takes its own values, in order); only SQLite writes groups
+    /// ([`Dialect::SERIALIZE_WRITES`]). `None` when a key was already stored (a retry in the
+    /// group): the query stops there; roll back and use [`Self::write_one_by_one`].
     async fn write_together(
         tx: &mut sqlx::Transaction<'_, D::Db>,
         group: &[QueuedReport],
     ) -> Result<Option<Vec<Counted>>, StoreError> {
+        debug_assert!(D::SERIALIZE_WRITES, "only SQLite writes report groups");
         let keys: Vec<(&str, String)> = group
             .iter()
             .filter_map(|r| Some((r.trial.as_str(), r.key?.hex())))
             .collect();
-        let mut inserted = 0;
-        for chunk in keys.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<D::Db>::new(KEYS);
-            insert.push_values(chunk, |mut values, (trial, hash)| {
-                values.push_bind(*trial).push_bind(hash.as_str());
-            });
-            insert.push(" ON CONFLICT DO NOTHING");
-            let done = insert
-                .build()
-                .execute(&mut **tx)
-                .await
-                .map_err(query::<D>("insert into report_keys"))?;
-            inserted += D::rows_affected(&done);
-        }
-        if inserted != keys.len() as u64 {
-            return Ok(None);
-        }
         let rows: Vec<(&str, &MetricRow)> = group
             .iter()
             .flat_map(|r| r.logs.iter().map(move |row| (r.trial.as_str(), row)))
             .collect();
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            Self::insert_rows(tx, chunk).await?;
-        }
         // One delta per trial and metric over the group's rows in the order reported: the
         // same summary as the reports' deltas merged one after another.
         let mut by_trial: BTreeMap<&str, Vec<&MetricRow>> = BTreeMap::new();
@@ -527,9 +555,6 @@ where
             .into_iter()
             .flat_map(|(trial, rows)| summarize(rows).into_iter().map(move |delta| (trial, delta)))
             .collect();
-        for chunk in deltas.chunks(ROWS_PER_INSERT) {
-            Self::upsert_summaries(tx, chunk).await?;
-        }
         // Counted after every report of the group is written, so each count includes the
         // rows of its trial's other reports in the group too.
         let counted: std::collections::BTreeSet<&str> = group
@@ -538,40 +563,50 @@ where
             .map(|r| r.trial.as_str())
             .collect();
         let counted: Vec<&str> = counted.into_iter().collect();
-        let mut counts: Option<BTreeMap<String, u64>> = Some(BTreeMap::new());
-        for chunk in counted.chunks(ROWS_PER_INSERT) {
-            let mut select =
-                QueryBuilder::<D::Db>::new("SELECT trial_name, COUNT(*) AS n FROM observation_logs WHERE ");
-            push_trials::<D>(&mut select, Some(chunk), "");
-            select.push(" AND time IS NOT NULL GROUP BY trial_name");
-            match select
-                .build_query_as::<TrialCountRow>()
-                .fetch_all(&mut **tx)
-                .await
-            {
-                Ok(found) => {
-                    if let Some(counts) = counts.as_mut() {
-                        counts.extend(
-                            found
-                                .into_iter()
-                                .map(|c| (c.trial_name, u64::try_from(c.n).unwrap_or(0))),
-                        );
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot count the trials' rows; answering without");
-                    counts = None;
-                }
+
+        let mut query = QueryBuilder::<D::Db>::new("");
+        let mut first = true;
+        let mut next = |query: &mut QueryBuilder<D::Db>| {
+            if !std::mem::take(&mut first) {
+                query.push("; ");
             }
+        };
+        // Without `ON CONFLICT`: a key already stored fails the query before any row.
+        for chunk in keys.chunks(ROWS_PER_INSERT) {
+            next(&mut query);
+            query.push(KEYS);
+            query.push_values(chunk, |mut values, (trial, hash)| {
+                values.push_bind(*trial).push_bind(hash.as_str());
+            });
         }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            next(&mut query);
+            push_rows::<D>(&mut query, chunk);
+        }
+        for chunk in deltas.chunks(ROWS_PER_INSERT) {
+            next(&mut query);
+            push_summaries::<D>(&mut query, chunk);
+        }
+        for chunk in counted.chunks(ROWS_PER_INSERT) {
+            next(&mut query);
+            query.push("SELECT trial_name, COUNT(*) AS n FROM observation_logs WHERE ");
+            push_trials::<D>(&mut query, Some(chunk), "");
+            query.push(" AND time IS NOT NULL GROUP BY trial_name");
+        }
+        let found = match query.build_query_as::<TrialCountRow>().fetch_all(&mut **tx).await {
+            Ok(found) => found,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
+            Err(e) => return Err(query_error(D::BACKEND, "write a group of reports", e)),
+        };
+        let counts: BTreeMap<String, u64> = found
+            .into_iter()
+            .map(|c| (c.trial_name, u64::try_from(c.n).unwrap_or(0)))
+            .collect();
         Ok(Some(
             group
                 .iter()
                 .map(|r| {
-                    let n = r
-                        .count
-                        .then(|| counts.as_ref().map(|c| c.get(&r.trial).copied().unwrap_or(0)))
-                        .flatten();
+                    let n = r.count.then(|| counts.get(&r.trial).copied().unwrap_or(0));
                     (Appended::Stored, n)
                 })
                 .collect(),
@@ -606,15 +641,8 @@ where
         tx: &mut sqlx::Transaction<'_, D::Db>,
         rows: &[(&str, &MetricRow)],
     ) -> Result<(), StoreError> {
-        let mut insert = QueryBuilder::<D::Db>::new(INSERT);
-        insert.push_values(rows, |mut values, (trial, row)| {
-            values
-                .push_bind(*trial)
-                .push_bind(to_sql_text(row.time))
-                .push_unseparated(D::TIME_CAST)
-                .push_bind(row.metric_name.as_str())
-                .push_bind(row.value.as_str());
-        });
+        let mut insert = QueryBuilder::<D::Db>::new("");
+        push_rows::<D>(&mut insert, rows);
         insert
             .build()
             .execute(&mut **tx)
@@ -629,21 +657,8 @@ where
         tx: &mut sqlx::Transaction<'_, D::Db>,
         deltas: &[(&str, SummaryDelta<'_>)],
     ) -> Result<(), StoreError> {
-        let mut upsert = QueryBuilder::<D::Db>::new(D::UPSERT_SUMMARY);
-        upsert.push(SUMMARY_COLUMNS);
-        upsert.push_values(deltas, |mut values, (trial, delta)| {
-            values
-                .push_bind(*trial)
-                .push_bind(delta.metric)
-                .push_bind(delta.min.map(|(n, _)| n))
-                .push_bind(delta.min.map(|(_, text)| text))
-                .push_bind(delta.max.map(|(n, _)| n))
-                .push_bind(delta.max.map(|(_, text)| text))
-                .push_bind(to_sql_text(delta.latest.0))
-                .push_unseparated(D::TIME_CAST)
-                .push_bind(delta.latest.1);
-        });
-        upsert.push(D::ON_SUMMARY_CONFLICT);
+        let mut upsert = QueryBuilder::<D::Db>::new("");
+        push_summaries::<D>(&mut upsert, deltas);
         upsert
             .build()
             .execute(&mut **tx)

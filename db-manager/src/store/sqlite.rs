@@ -187,7 +187,7 @@ async fn check_parent_dir(path: &Path, target: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Init, LogQuery, MetricGoal, MetricRow, ObservationStore, TrialSet};
+    use crate::store::{Appended, Init, LogQuery, MetricGoal, MetricRow, ObservationStore, TrialSet};
     use crate::testsuite;
     use sqlx::Connection as _;
 
@@ -244,6 +244,43 @@ mod tests {
         let (_dir, store) = temp_store().await;
         testsuite::reports_written_together_as_if_one_by_one(&store).await;
         testsuite::concurrent_reports_keep_their_own_outcome(&store).await;
+    }
+
+    /// A group whose query meets a stored key (here a retry, alone in its group) stops
+    /// there and is rolled back: the retry answers Duplicate, and what is written after it
+    /// is committed and seen from another connection.
+    #[tokio::test]
+    async fn a_group_that_meets_a_stored_key_is_rolled_back_and_later_writes_commit() {
+        let (_dir, store) = temp_store().await;
+        let row = |t: &str, v: &str| MetricRow {
+            time: crate::time::parse_rfc3339(t).expect("time"),
+            metric_name: "loss".into(),
+            value: v.into(),
+        };
+        let key = |v: &str| crate::store::ReportKey::of("t-roll", [("t", "loss", v)]);
+        let (k1, k2) = (key("1"), key("2"));
+        let first = [row("2024-07-01T00:00:00Z", "1")];
+        let second = [row("2024-07-01T00:00:01Z", "2")];
+        assert_eq!(
+            store.append("t-roll", &first, Some(&k1)).await.expect("first"),
+            Appended::Stored
+        );
+        let retry = store.append("t-roll", &first, Some(&k1)).await.expect("retry");
+        assert_eq!(retry, Appended::Duplicate);
+        let new = store.append("t-roll", &second, Some(&k2)).await.expect("new");
+        assert_eq!(new, Appended::Stored);
+        let third = [row("2024-07-01T00:00:02Z", "3")];
+        assert_eq!(
+            store.append("t-roll", &third, None).await.expect("third"),
+            Appended::Stored
+        );
+        // Read on a connection other than the writer's: only committed rows are there.
+        let mut other = store.pool().acquire().await.expect("a second connection");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM observation_logs WHERE trial_name = 't-roll'")
+            .fetch_one(&mut *other)
+            .await
+            .expect("count");
+        assert_eq!(n, 3);
     }
 
     #[tokio::test]
