@@ -80,7 +80,13 @@ pub fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.command {
-            Command::Run(args) => crate::run::run(args).await,
+            // On a worker of the runtime, not this thread: the run's loop wakes for every
+            // trial event, and a wake-up of the thread that blocks on the runtime is a
+            // futex hand-off on every one of them.
+            Command::Run(args) => match tokio::spawn(crate::run::run(args)).await {
+                Ok(code) => code,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            },
             Command::Ui(args) => crate::ui::run(args).await,
             Command::Validate(args) => validate(args),
             Command::DbManager(args) => service_exit(katib_db_manager::run(args, shutdown_signal()).await),
