@@ -399,6 +399,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(m) => return invalid(m),
     };
+    let stores = (observations.clone(), experiments.clone());
     let work_dir = work_dir.unwrap_or_else(|| {
         file.parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -495,6 +496,16 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
         let _ = ui_stop_tx.send(true);
         let _ = task.await;
+    }
+    // Closed, not dropped with the runtime: a pool dropped on the way out closed its
+    // connections on their own threads while the process exited, so SQLite's last
+    // connection sometimes folded the WAL back into katib.db and sometimes was cut off,
+    // leaving the last run only in katib.db-wal (safe, but not in the one file).
+    if let Some(o) = &stores.0 {
+        o.close().await;
+    }
+    if let Some(e) = &stores.1 {
+        e.close().await;
     }
     let conds = out
         .experiment

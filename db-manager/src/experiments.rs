@@ -120,6 +120,11 @@ pub trait ExperimentStore: Send + Sync {
     /// `(namespace, name, updated)` of experiments written after `since` (RFC 3339 text
     /// comparison), for change polling across processes.
     async fn changed_since(&self, since: &str) -> Result<Vec<(String, String, String)>, StoreError>;
+
+    /// Closes the connection pool (the observation store's too, when they share it),
+    /// waiting for in-flight queries; on SQLite the last connection folds the WAL back
+    /// into the database file. Later calls fail.
+    async fn close(&self);
 }
 
 /// Opens the experiment store named by `url` (applying the migrations) and returns it with
@@ -453,6 +458,10 @@ macro_rules! experiment_store {
                     .rows_affected();
                 tx.commit().await.map_err(err)?;
                 Ok((gone > 0).then_some(names))
+            }
+
+            async fn close(&self) {
+                crate::ObservationStore::close(self).await
             }
 
             async fn changed_since(&self, since: &str) -> Result<Vec<(String, String, String)>, StoreError> {

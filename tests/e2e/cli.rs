@@ -83,6 +83,14 @@ fn random_example_runs_to_max_trials_with_true_best() {
             }
         }
     }
+    // The store was closed, not dropped on the way out: its log is folded back into the
+    // one database file every time.
+    let state = s.path().join("state");
+    assert!(state.join("katib.db").is_file());
+    assert!(
+        !state.join("katib.db-wal").exists(),
+        "katib.db-wal left behind: the run's last writes are not in katib.db"
+    );
     // Katib's status shape.
     assert!(r.experiment["status"]["startTime"].is_string());
     assert!(r.experiment["status"]["completionTime"].is_string());
