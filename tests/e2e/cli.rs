@@ -453,18 +453,8 @@ fn closed_output_pipes_neither_panic_nor_hang_the_run() {
     // Closed before katib writes anything: every write it makes meets a broken pipe.
     drop(child.stdout.take());
     drop(child.stderr.take());
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("katib run hung after its output pipes closed");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = wait_with_deadline(&mut child, Duration::from_secs(120))
+        .expect("katib run hung after its output pipes closed");
     assert_eq!(status.code(), Some(0), "{status:?}");
     let trials = s.last_trials();
     assert_eq!(trials.len(), 6);

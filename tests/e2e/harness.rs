@@ -146,9 +146,27 @@ impl RunResult {
 }
 
 /// Runs a command to completion, killing it if it outlives `deadline`.
+/// Waits for `child` to exit; kills it and answers `None` after `deadline`.
+pub fn wait_with_deadline(
+    child: &mut std::process::Child,
+    deadline: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let start = Instant::now();
     let out_reader = {
         let mut so = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -165,24 +183,19 @@ pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
             b
         })
     };
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Output {
-                status,
-                stdout: out_reader.join().unwrap(),
-                stderr: err_reader.join().unwrap(),
-            };
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    match wait_with_deadline(&mut child, deadline) {
+        Some(status) => Output {
+            status,
+            stdout: out_reader.join().unwrap(),
+            stderr: err_reader.join().unwrap(),
+        },
+        None => {
             let stderr = err_reader.join().unwrap();
             panic!(
                 "command did not finish within {deadline:?}: {cmd:?}\nstderr:\n{}",
                 String::from_utf8_lossy(&stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -643,12 +643,7 @@ where
     ) -> Result<(), StoreError> {
         let mut insert = QueryBuilder::<D::Db>::new("");
         push_rows::<D>(&mut insert, rows);
-        insert
-            .build()
-            .execute(&mut **tx)
-            .await
-            .map_err(query::<D>("insert into observation_logs"))?;
-        Ok(())
+        Self::execute(tx, insert, "insert into observation_logs").await
     }
 
     /// One multi-row upsert of `(trial, delta)` pairs into `metric_summaries` (at most one
@@ -659,12 +654,21 @@ where
     ) -> Result<(), StoreError> {
         let mut upsert = QueryBuilder::<D::Db>::new("");
         push_summaries::<D>(&mut upsert, deltas);
-        upsert
+        Self::execute(tx, upsert, "upsert into metric_summaries").await
+    }
+
+    /// Runs `statement` inside `tx`; a failure names `operation`.
+    async fn execute(
+        tx: &mut sqlx::Transaction<'_, D::Db>,
+        mut statement: QueryBuilder<D::Db>,
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        statement
             .build()
             .execute(&mut **tx)
             .await
-            .map_err(query::<D>("upsert into metric_summaries"))?;
-        Ok(())
+            .map(drop)
+            .map_err(query::<D>(operation))
     }
 
     /// The statements of one report inside `tx`: its key (nothing else is written when the
