@@ -485,17 +485,13 @@ where
                         .map_err(query::<D>("acquire a connection"))?,
                 ),
             };
+            if let Some(written) = Self::write_together(conn, &group).await? {
+                return Ok(written);
+            }
+            // A key was already stored: some report is a retry. Report by report, each
+            // finds out for itself whether it is the one.
             let mut tx = conn.begin().await.map_err(query::<D>("begin transaction"))?;
-            let written = match Self::write_together(&mut tx, &group).await? {
-                Some(written) => written,
-                None => {
-                    // A key was already stored: some report is a retry. Report by report,
-                    // each finds out for itself whether it is the one.
-                    tx.rollback().await.map_err(query::<D>("rollback"))?;
-                    tx = conn.begin().await.map_err(query::<D>("begin transaction"))?;
-                    Self::write_one_by_one(&mut tx, &group).await?
-                }
-            };
+            let written = Self::write_one_by_one(&mut tx, &group).await?;
             tx.commit().await.map_err(query::<D>("commit"))?;
             Ok::<_, StoreError>(written)
         };
@@ -521,19 +517,21 @@ where
         }
     }
 
-    /// `group` in `tx` as one query, one trip to SQLite's connection thread: every key,
-    /// then every row, then every summary, each in multi-row statements, and one count of
-    /// the trials that asked. Report by report it took four statements each, and every
-    /// statement is a trip to that thread while the next group waits. (With the
-    /// transaction's `BEGIN` and `COMMIT`, a group is three trips; putting those in the
-    /// query too measured no faster.)
+    /// `group` in a transaction of its own on `conn`, as one query: one trip to SQLite's
+    /// connection thread for `BEGIN IMMEDIATE`, every key, then every row, then every
+    /// summary (each in multi-row statements), one count of the trials that asked, and
+    /// `COMMIT`. Report by report it took four statements each, and every statement is a
+    /// trip to that thread while the next group waits; with sqlx's `begin` and `commit`
+    /// around the query a group was still three trips.
     ///
     /// Several statements with bound values in one query is what SQLite's driver runs
     /// (each statement takes its own values, in order); only SQLite writes groups
     /// ([`Dialect::SERIALIZE_WRITES`]). `None` when a key was already stored (a retry in the
-    /// group): the query stops there; roll back and use [`Self::write_one_by_one`].
+    /// group): the query stops there and is rolled back; use [`Self::write_one_by_one`].
+    /// On any failure the transaction is rolled back before returning, and if even that
+    /// fails the connection is closed instead of going back to the pool mid-transaction.
     async fn write_together(
-        tx: &mut sqlx::Transaction<'_, D::Db>,
+        conn: &mut sqlx::pool::PoolConnection<D::Db>,
         group: &[QueuedReport],
     ) -> Result<Option<Vec<Counted>>, StoreError> {
         debug_assert!(D::SERIALIZE_WRITES, "only SQLite writes report groups");
@@ -564,39 +562,54 @@ where
             .collect();
         let counted: Vec<&str> = counted.into_iter().collect();
 
-        let mut query = QueryBuilder::<D::Db>::new("");
-        let mut first = true;
-        let mut next = |query: &mut QueryBuilder<D::Db>| {
-            if !std::mem::take(&mut first) {
-                query.push("; ");
-            }
-        };
+        // IMMEDIATE: the write lock is taken (or waited for, by the busy timeout) at the
+        // start, never half-way through.
+        let mut query = QueryBuilder::<D::Db>::new("BEGIN IMMEDIATE");
         // Without `ON CONFLICT`: a key already stored fails the query before any row.
         for chunk in keys.chunks(ROWS_PER_INSERT) {
-            next(&mut query);
+            query.push("; ");
             query.push(KEYS);
             query.push_values(chunk, |mut values, (trial, hash)| {
                 values.push_bind(*trial).push_bind(hash.as_str());
             });
         }
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            next(&mut query);
+            query.push("; ");
             push_rows::<D>(&mut query, chunk);
         }
         for chunk in deltas.chunks(ROWS_PER_INSERT) {
-            next(&mut query);
+            query.push("; ");
             push_summaries::<D>(&mut query, chunk);
         }
         for chunk in counted.chunks(ROWS_PER_INSERT) {
-            next(&mut query);
+            query.push("; ");
             query.push("SELECT trial_name, COUNT(*) AS n FROM observation_logs WHERE ");
             push_trials::<D>(&mut query, Some(chunk), "");
             query.push(" AND time IS NOT NULL GROUP BY trial_name");
         }
-        let found = match query.build_query_as::<TrialCountRow>().fetch_all(&mut **tx).await {
+        query.push("; COMMIT");
+        let found = match query
+            .build_query_as::<TrialCountRow>()
+            .fetch_all(&mut **conn)
+            .await
+        {
             Ok(found) => found,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(None),
-            Err(e) => return Err(query_error(D::BACKEND, "write a group of reports", e)),
+            Err(e) => {
+                let duplicate = matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation());
+                // Nothing to undo when BEGIN itself failed: "no transaction is active"
+                // is the answer then, and harmless.
+                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut **conn).await
+                    && !rollback.to_string().contains("no transaction is active")
+                {
+                    tracing::warn!(error = %rollback, "cannot roll back a failed group; closing its connection");
+                    conn.close_on_drop();
+                    return Err(query_error(D::BACKEND, "roll back a group of reports", rollback));
+                }
+                if duplicate {
+                    return Ok(None);
+                }
+                return Err(query_error(D::BACKEND, "write a group of reports", e));
+            }
         };
         let counts: BTreeMap<String, u64> = found
             .into_iter()

@@ -366,7 +366,93 @@ mod tests {
             .fetch_one(store.pool())
             .await
             .expect("migration table");
-        assert_eq!(applied, 5);
+        assert_eq!(applied, 6);
+    }
+
+    /// A database written by a katib-rs from before 0006 (rows in all three report
+    /// tables) keeps every row, id, key and summary through the rebuild, and goes on
+    /// numbering and deduplicating as before.
+    #[tokio::test]
+    async fn compacting_migration_keeps_what_an_older_database_holds() {
+        let (_dir, url) = temp_db();
+        let older = SqliteStore::connect(&url).await.expect("connect");
+        MIGRATOR.run_to(5, older.pool()).await.expect("migrations 1-5");
+        let at = |s: &str| s.parse::<jiff::Timestamp>().expect("ts");
+        let first = [
+            MetricRow::new(at("2024-05-01T10:00:00Z"), "loss", "0.5"),
+            MetricRow::new(at("2024-05-01T10:00:01Z"), "loss", "0.25"),
+        ];
+        let key = crate::store::ReportKey::of("t1", [("a", "loss", "0.5")]);
+        assert_eq!(
+            older
+                .append("t1", &first, Some(&key))
+                .await
+                .expect("older report"),
+            Appended::Stored
+        );
+        older
+            .append(
+                "t2",
+                &[MetricRow::new(at("2024-05-01T10:00:02Z"), "loss", "0.75")],
+                None,
+            )
+            .await
+            .expect("second trial");
+        let ids_before: Vec<i64> = sqlx::query_scalar("SELECT id FROM observation_logs ORDER BY id")
+            .fetch_all(older.pool())
+            .await
+            .expect("ids");
+        older.close().await;
+
+        let store = SqliteStore::open(&url).await.expect("migrate to 6");
+        let ids_after: Vec<i64> = sqlx::query_scalar("SELECT id FROM observation_logs ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .expect("ids");
+        assert_eq!(ids_after, ids_before);
+        assert_eq!(store.get(&LogQuery::trial("t1")).await.expect("get"), first);
+        // The stored key still turns a retry away, and the summary still holds t1's best.
+        assert_eq!(
+            store.append("t1", &first, Some(&key)).await.expect("retry"),
+            Appended::Duplicate
+        );
+        let best = store
+            .best_values(
+                &TrialSet::Names(vec!["t1".into()]),
+                &[MetricGoal::new("loss", crate::store::Goal::Min)],
+            )
+            .await
+            .expect("summary");
+        assert_eq!(
+            best.iter().map(|b| b.value.as_str()).collect::<Vec<_>>(),
+            ["0.25"]
+        );
+        // New rows number on from the largest id.
+        store
+            .append(
+                "t3",
+                &[MetricRow::new(at("2024-05-01T10:00:03Z"), "loss", "1")],
+                None,
+            )
+            .await
+            .expect("new report");
+        let newest: i64 = sqlx::query_scalar("SELECT MAX(id) FROM observation_logs")
+            .fetch_one(store.pool())
+            .await
+            .expect("max id");
+        assert!(
+            newest > *ids_before.last().expect("ids"),
+            "{newest} after {ids_before:?}"
+        );
+        // One B-tree per key table now.
+        let without_rowid: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%WITHOUT ROWID' ORDER BY name",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("tables");
+        assert_eq!(without_rowid, ["metric_summaries", "report_keys"]);
+        testsuite::round_trip(&store).await;
     }
 
     #[tokio::test]
