@@ -30,6 +30,15 @@ impl Pending {
         !self.experiment && self.trials.is_empty()
     }
 
+    /// Empties it, keeping the allocations: a flush's worth of trial snapshots is hundreds
+    /// of kilobytes, and growing a fresh vector to that size after every flush meant fresh
+    /// pages each time.
+    fn clear(&mut self) {
+        self.experiment = false;
+        self.trials.clear();
+        self.at.clear();
+    }
+
     fn trial(&mut self, trial: Trial) {
         let name = trial.metadata.name.clone().unwrap_or_default();
         match self.at.get(&name) {
@@ -83,7 +92,7 @@ pub async fn tee(
             }
         }
         if recorder.is_none() {
-            pending = Pending::default();
+            pending.clear();
         }
     }
     flush(&mut recorder, &experiment, &mut pending, &mut warned).await;
@@ -95,8 +104,10 @@ async fn flush(
     pending: &mut Pending,
     warned: &mut bool,
 ) {
-    let pending = std::mem::take(pending);
-    let Some(rec) = recorder.as_mut() else { return };
+    let Some(rec) = recorder.as_mut() else {
+        pending.clear();
+        return;
+    };
     let mut result = Ok(());
     if pending.experiment {
         result = rec.experiment(experiment).await;
@@ -104,6 +115,7 @@ async fn flush(
     if result.is_ok() {
         result = rec.trials(experiment, &pending.trials).await;
     }
+    pending.clear();
     if let Err(e) = result
         && !*warned
     {

@@ -73,7 +73,11 @@ pub struct Hub {
 impl Default for Hub {
     fn default() -> Self {
         Self {
-            tx: broadcast::channel(4096).0,
+            // Changes come a few times a second per experiment (the recorder writes at
+            // most every 250 ms), so 256 is a minute of backlog; a stream that falls
+            // further behind gets `lagged` and its page reloads. (4096 slots were most of
+            // a megabyte, allocated and touched by every `katib run` at start.)
+            tx: broadcast::channel(256).0,
             local: Arc::default(),
         }
     }

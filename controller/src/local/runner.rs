@@ -247,7 +247,10 @@ pub async fn run_experiment(
             Some(s) => rand::rngs::StdRng::seed_from_u64(s),
             None => rand::rngs::StdRng::from_rng(&mut rand::rng()),
         };
-        let mut trials: Vec<Trial> = Vec::new();
+        // Room for every trial up front (up to a few thousand): a Trial is about a
+        // kilobyte, and each doubling of a growing Vec copied them all into fresh pages.
+        let mut trials: Vec<Trial> =
+            Vec::with_capacity(exp.spec.max_trial_count.map_or(0, |max| max.clamp(0, 4096) as usize));
         let mut pb_cache = PbCache::default();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut running: HashMap<String, Running> = HashMap::new();
