@@ -147,14 +147,76 @@ pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a T
     best
 }
 
+/// Whether a status carries the trial name lists (`succeededTrialList`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrialLists {
+    /// Every list filled, as Katib's status has them.
+    Filled,
+    /// Lists left empty; counters, the optimal trial and conditions are complete. For a
+    /// runtime that reconciles after every trial and shows the lists only now and then:
+    /// building them is a copy of every trial's name, so a run of `n` trials made `n^2`
+    /// of them. [`fill_trial_lists`] adds them when the status is shown.
+    Omitted,
+}
+
 /// Recomputes counters, lists and the optimal trial (Katib's status summary).
 pub fn summarize(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStatus) {
-    summarize_best(exp, trials, status);
+    summarize_best(exp, trials, status, TrialLists::Filled);
+}
+
+/// Fills the trial name lists of a status made with [`TrialLists::Omitted`] (any lists it
+/// has are replaced): afterwards it equals the status [`TrialLists::Filled`] gives.
+pub fn fill_trial_lists(status: &mut ExperimentStatus, trials: &[Trial]) {
+    for list in [
+        &mut status.killed_trial_list,
+        &mut status.failed_trial_list,
+        &mut status.succeeded_trial_list,
+        &mut status.early_stopped_trial_list,
+        &mut status.running_trial_list,
+        &mut status.metrics_unavailable_trial_list,
+        &mut status.pending_trial_list,
+    ] {
+        list.clear();
+    }
+    for t in trials {
+        class_list(status, classify(t)).push(t.metadata.name.clone().unwrap_or_default());
+    }
+}
+
+/// The list of `status` that holds trials of `class`.
+fn class_list(status: &mut ExperimentStatus, class: TrialClass) -> &mut Vec<String> {
+    match class {
+        TrialClass::Killed => &mut status.killed_trial_list,
+        TrialClass::Failed => &mut status.failed_trial_list,
+        TrialClass::Succeeded => &mut status.succeeded_trial_list,
+        TrialClass::EarlyStopped => &mut status.early_stopped_trial_list,
+        TrialClass::Running => &mut status.running_trial_list,
+        TrialClass::MetricsUnavailable => &mut status.metrics_unavailable_trial_list,
+        TrialClass::Pending => &mut status.pending_trial_list,
+    }
+}
+
+/// The counter of `status` for trials of `class`.
+fn class_count(status: &mut ExperimentStatus, class: TrialClass) -> &mut i32 {
+    match class {
+        TrialClass::Killed => &mut status.trials_killed,
+        TrialClass::Failed => &mut status.trials_failed,
+        TrialClass::Succeeded => &mut status.trials_succeeded,
+        TrialClass::EarlyStopped => &mut status.trials_early_stopped,
+        TrialClass::Running => &mut status.trials_running,
+        TrialClass::MetricsUnavailable => &mut status.trial_metrics_unavailable,
+        TrialClass::Pending => &mut status.trials_pending,
+    }
 }
 
 /// [`summarize`], returning the optimal trial's numeric objective value (`None` when there is
 /// none, or it is not a number).
-fn summarize_best(exp: &Experiment, trials: &[Trial], status: &mut ExperimentStatus) -> Option<f64> {
+fn summarize_best(
+    exp: &Experiment,
+    trials: &[Trial],
+    status: &mut ExperimentStatus,
+    lists: TrialLists,
+) -> Option<f64> {
     let mut s = ExperimentStatus {
         start_time: status.start_time.take(),
         completion_time: status.completion_time.take(),
@@ -163,27 +225,13 @@ fn summarize_best(exp: &Experiment, trials: &[Trial], status: &mut ExperimentSta
         ..Default::default()
     };
     for t in trials {
-        let name = t.metadata.name.clone().unwrap_or_default();
-        let list = match classify(t) {
-            TrialClass::Killed => &mut s.killed_trial_list,
-            TrialClass::Failed => &mut s.failed_trial_list,
-            TrialClass::Succeeded => &mut s.succeeded_trial_list,
-            TrialClass::EarlyStopped => &mut s.early_stopped_trial_list,
-            TrialClass::Running => &mut s.running_trial_list,
-            TrialClass::MetricsUnavailable => &mut s.metrics_unavailable_trial_list,
-            TrialClass::Pending => &mut s.pending_trial_list,
-        };
-        list.push(name);
+        let class = classify(t);
+        *class_count(&mut s, class) += 1;
+        if lists == TrialLists::Filled {
+            class_list(&mut s, class).push(t.metadata.name.clone().unwrap_or_default());
+        }
     }
-    let n = |v: &Vec<String>| v.len() as i32;
     s.trials = trials.len() as i32;
-    s.trials_killed = n(&s.killed_trial_list);
-    s.trials_failed = n(&s.failed_trial_list);
-    s.trials_succeeded = n(&s.succeeded_trial_list);
-    s.trials_early_stopped = n(&s.early_stopped_trial_list);
-    s.trials_running = n(&s.running_trial_list);
-    s.trial_metrics_unavailable = n(&s.metrics_unavailable_trial_list);
-    s.trials_pending = n(&s.pending_trial_list);
     let optimal = optimal_trial(exp, trials);
     let best = optimal.and_then(|(_, v)| v);
     s.current_optimal_trial = optimal.map(|(t, _)| OptimalTrial {
@@ -203,27 +251,15 @@ fn summarize_best(exp: &Experiment, trials: &[Trial], status: &mut ExperimentSta
 /// status `decide` would now make, short of `lastReconcileTime`, without walking every trial
 /// again. New trials have no observation, so neither the optimal trial nor the conditions
 /// change.
-pub fn add_new_trials(status: &mut ExperimentStatus, new: &[Trial]) {
+/// With [`TrialLists::Omitted`], only the counters (the status has no lists to add to).
+pub fn add_new_trials(status: &mut ExperimentStatus, new: &[Trial], lists: TrialLists) {
     for t in new {
-        let name = t.metadata.name.clone().unwrap_or_default();
-        let (list, count) = match classify(t) {
-            TrialClass::Killed => (&mut status.killed_trial_list, &mut status.trials_killed),
-            TrialClass::Failed => (&mut status.failed_trial_list, &mut status.trials_failed),
-            TrialClass::Succeeded => (&mut status.succeeded_trial_list, &mut status.trials_succeeded),
-            TrialClass::EarlyStopped => (
-                &mut status.early_stopped_trial_list,
-                &mut status.trials_early_stopped,
-            ),
-            TrialClass::Running => (&mut status.running_trial_list, &mut status.trials_running),
-            TrialClass::MetricsUnavailable => (
-                &mut status.metrics_unavailable_trial_list,
-                &mut status.trial_metrics_unavailable,
-            ),
-            TrialClass::Pending => (&mut status.pending_trial_list, &mut status.trials_pending),
-        };
-        list.push(name);
-        *count += 1;
+        let class = classify(t);
+        *class_count(status, class) += 1;
         status.trials += 1;
+        if lists == TrialLists::Filled {
+            class_list(status, class).push(t.metadata.name.clone().unwrap_or_default());
+        }
     }
 }
 
@@ -243,6 +279,18 @@ fn goal_reached(exp: &Experiment, best: Option<f64>) -> bool {
 
 /// One reconcile of an Experiment: new status and next actions. `now` is RFC 3339.
 pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, now: &str) -> Decision {
+    decide_with(exp, trials, suggestion, now, TrialLists::Filled)
+}
+
+/// [`decide`], with the status' trial name lists filled or not (see [`TrialLists`]);
+/// everything else is the same either way.
+pub fn decide_with(
+    exp: &Experiment,
+    trials: &[Trial],
+    suggestion: &SuggestionState,
+    now: &str,
+    lists: TrialLists,
+) -> Decision {
     // Only what the summary keeps is copied: the trial lists are rebuilt from `trials`.
     let mut status = exp
         .status
@@ -268,7 +316,7 @@ pub fn decide(exp: &Experiment, trials: &[Trial], suggestion: &SuggestionState, 
         );
     }
     status.last_reconcile_time = Some(now.to_string());
-    let best = summarize_best(exp, trials, &mut status);
+    let best = summarize_best(exp, trials, &mut status, lists);
 
     let already_done = conditions::is_true(&status.conditions, ec::SUCCEEDED)
         || conditions::is_true(&status.conditions, ec::FAILED);

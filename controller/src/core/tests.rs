@@ -385,7 +385,7 @@ fn adding_new_trials_gives_the_status_a_new_decision_would() {
     all.extend(new.iter().cloned());
 
     let mut added = e1.status.clone().unwrap();
-    add_new_trials(&mut added, &new);
+    add_new_trials(&mut added, &new, TrialLists::Filled);
     let mut fresh = decide(&e1, &all, &SuggestionState::default(), "2026-01-01T00:00:00Z").status;
     // Only the reconcile time is the new decision's own.
     fresh.last_reconcile_time = added.last_reconcile_time.clone();
@@ -394,4 +394,86 @@ fn adding_new_trials_gives_the_status_a_new_decision_would() {
         (added.trials, added.trials_running, added.trials_pending),
         (5, 2, 1)
     );
+
+    // The same without lists: the counters move, no list appears.
+    let mut e2 = e.clone();
+    e2.status = Some(
+        decide_with(
+            &e,
+            &old,
+            &SuggestionState::default(),
+            "2026-01-01T00:00:00Z",
+            TrialLists::Omitted,
+        )
+        .status,
+    );
+    let mut counted = e2.status.clone().unwrap();
+    add_new_trials(&mut counted, &new, TrialLists::Omitted);
+    fill_trial_lists(&mut counted, &all);
+    assert_eq!(counted, added);
+}
+
+/// Every status [`decide_with`] makes without lists is the status [`decide`] makes, once
+/// [`fill_trial_lists`] has added them; and without lists it has none. Over trials of
+/// every class, an optimal trial, and each way an experiment ends.
+#[test]
+fn omitting_the_trial_lists_changes_nothing_else() {
+    let now = "2026-01-01T00:00:00Z";
+    let trials = vec![
+        trial("a", "Succeeded", Some("0.7")),
+        trial("b", "Failed", None),
+        trial("c", "Running", None),
+        trial("d", "Created", None),
+        trial("e", "Killed", None),
+        trial("f", "EarlyStopped", Some("0.9")),
+        trial("g", "MetricsUnavailable", None),
+        trial("h", "Succeeded", Some("0.2")),
+    ];
+    let cases = [
+        (exp(Some(20), 4, None, None, true), SuggestionState::default()),
+        // Goal reached (maximize, goal 0.8 met by f's 0.9).
+        (
+            exp(Some(20), 4, None, Some(0.8), true),
+            SuggestionState::default(),
+        ),
+        // Max failed reached.
+        (exp(Some(20), 4, Some(1), None, true), SuggestionState::default()),
+        // Max trials reached.
+        (exp(Some(5), 4, None, None, true), SuggestionState::default()),
+        // Search space used up, and a failed suggestion service.
+        (
+            exp(Some(20), 4, None, None, false),
+            SuggestionState {
+                exhausted: true,
+                failed: None,
+            },
+        ),
+        (
+            exp(Some(20), 4, None, None, false),
+            SuggestionState {
+                exhausted: false,
+                failed: Some("bad settings".into()),
+            },
+        ),
+    ];
+    for (e, state) in cases {
+        for n in 0..=trials.len() {
+            let some = &trials[..n];
+            let full = decide(&e, some, &state, now);
+            let mut bare = decide_with(&e, some, &state, now, TrialLists::Omitted);
+            let status = &bare.status;
+            assert!(
+                status.succeeded_trial_list.is_empty()
+                    && status.failed_trial_list.is_empty()
+                    && status.running_trial_list.is_empty()
+                    && status.pending_trial_list.is_empty()
+                    && status.killed_trial_list.is_empty()
+                    && status.early_stopped_trial_list.is_empty()
+                    && status.metrics_unavailable_trial_list.is_empty(),
+                "{status:?}"
+            );
+            fill_trial_lists(&mut bare.status, some);
+            assert_eq!(bare, full, "{n} trials, {state:?}");
+        }
+    }
 }

@@ -39,7 +39,7 @@ use crate::core::trial::{
     JobOutcome, apply_outcome, mark_created, mark_early_stopped, new_trial, observation_from_logs,
     random_trial_name, rules_from_pb,
 };
-use crate::core::{self, SuggestionState, TrialClass};
+use crate::core::{self, SuggestionState, TrialClass, TrialLists};
 
 /// Where the local runtime finds its services and puts its files.
 #[derive(Clone, Debug)]
@@ -269,7 +269,9 @@ pub async fn run_experiment(
 
         loop {
             let now = now_rfc3339();
-            let decision = core::decide(&exp, &trials, &state, &now);
+            // Without the trial name lists: they are filled once, when the run ends (the
+            // status events in between are read for their counters).
+            let decision = core::decide_with(&exp, &trials, &state, &now, TrialLists::Omitted);
             exp.status = Some(decision.status);
             if early_stopping.is_some() {
                 rules_request.send_replace(pb::GetEarlyStoppingRulesRequest {
@@ -287,6 +289,9 @@ pub async fn run_experiment(
                 }
             }
             if (decision.completed || interrupted) && running.is_empty() {
+                if let Some(status) = exp.status.as_mut() {
+                    core::fill_trial_lists(status, &trials);
+                }
                 let _ = events.send(Event::Status { experiment: Arc::new(exp.clone()) });
                 break;
             }
@@ -415,7 +420,7 @@ pub async fn run_experiment(
                             continue;
                         }
                         if let Some(status) = exp.status.as_mut() {
-                            core::add_new_trials(status, &trials[first_new..]);
+                            core::add_new_trials(status, &trials[first_new..], TrialLists::Omitted);
                         }
                     }
                     Err(SuggestError::Invalid(msg)) => {
