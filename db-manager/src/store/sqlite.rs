@@ -103,7 +103,10 @@ impl Dialect for SqliteDialect {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Statement journals and sorts in memory: a multi-row upsert (the web UI's trial
+            // snapshots) otherwise created, wrote and deleted a temporary file in /var/tmp.
+            .pragma("temp_store", "memory");
         // An in-memory database lives as long as one connection to it, and a shared cache
         // between connections brings table locks that the busy timeout does not cover:
         // keep exactly one connection, forever.
