@@ -419,7 +419,7 @@ fn adding_new_trials_gives_the_status_a_new_decision_would() {
 #[test]
 fn omitting_the_trial_lists_changes_nothing_else() {
     let now = "2026-01-01T00:00:00Z";
-    let trials = vec![
+    let trials = [
         trial("a", "Succeeded", Some("0.7")),
         trial("b", "Failed", None),
         trial("c", "Running", None),
