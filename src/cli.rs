@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         match cli.command {
             // On a worker of the runtime, not this thread: the run's loop wakes for every
             // trial event, and a wake-up of the thread that blocks on the runtime is a
@@ -103,7 +103,13 @@ pub fn main() -> ExitCode {
                 }
             },
         }
-    })
+    });
+    // Every command has finished its work (stores closed, files written, output flushed
+    // line by line): what is still on the runtime is idle (servers' accept loops, health
+    // watchers, parked workers). Waiting for each thread to wind down and hand its memory
+    // back added milliseconds to every `katib run`; the process exit reclaims it all.
+    rt.shutdown_background();
+    code
 }
 
 fn service_exit<E: std::error::Error>(r: Result<(), E>) -> ExitCode {
