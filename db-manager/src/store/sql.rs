@@ -325,6 +325,10 @@ where
     select
 }
 
+/// How many times a report yields to the runtime before taking the write turn, so that
+/// reports arriving together share a group (see `append_counting`).
+const GATHER_TURNS: usize = 4;
+
 /// A report waiting for its group's transaction (see [`Dialect::SERIALIZE_WRITES`]).
 struct QueuedReport {
     trial: String,
@@ -447,6 +451,15 @@ where
                 count,
                 done,
             });
+        // A few turns of the runtime before taking the write turn: reports that arrive a
+        // moment apart (parallel trials ending together, their RPCs still being decoded)
+        // join this group instead of each waiting for the previous group's commit. Every
+        // commit writes its changed pages to the log whatever the group's size, so fewer,
+        // larger groups cost less; on 500 one-line trials this took 3-4% off the run.
+        // (A timer, even of 200 µs, waits a whole millisecond tick and was slower.)
+        for _ in 0..GATHER_TURNS {
+            tokio::task::yield_now().await;
+        }
         let turn = self.writes.clone().lock_owned().await;
         if let Ok(written) = result.try_recv() {
             return written;
