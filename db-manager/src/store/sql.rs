@@ -455,7 +455,7 @@ where
         // moment apart (parallel trials ending together, their RPCs still being decoded)
         // join this group instead of each waiting for the previous group's commit. Every
         // commit writes its changed pages to the log whatever the group's size, so fewer,
-        // larger groups cost less; on 500 one-line trials this took 3-4% off the run.
+        // larger groups cost less; on 500 one-line trials this took 4-5% off the run.
         // (A timer, even of 200 µs, waits a whole millisecond tick and was slower.)
         for _ in 0..GATHER_TURNS {
             tokio::task::yield_now().await;
