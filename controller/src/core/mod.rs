@@ -179,33 +179,28 @@ pub fn fill_trial_lists(status: &mut ExperimentStatus, trials: &[Trial]) {
         list.clear();
     }
     for t in trials {
-        class_list(status, classify(t)).push(t.metadata.name.clone().unwrap_or_default());
+        class_fields(status, classify(t))
+            .0
+            .push(t.metadata.name.clone().unwrap_or_default());
     }
 }
 
-/// The list of `status` that holds trials of `class`.
-fn class_list(status: &mut ExperimentStatus, class: TrialClass) -> &mut Vec<String> {
+/// The name list and the counter of `status` for trials of `class`.
+fn class_fields(status: &mut ExperimentStatus, class: TrialClass) -> (&mut Vec<String>, &mut i32) {
     match class {
-        TrialClass::Killed => &mut status.killed_trial_list,
-        TrialClass::Failed => &mut status.failed_trial_list,
-        TrialClass::Succeeded => &mut status.succeeded_trial_list,
-        TrialClass::EarlyStopped => &mut status.early_stopped_trial_list,
-        TrialClass::Running => &mut status.running_trial_list,
-        TrialClass::MetricsUnavailable => &mut status.metrics_unavailable_trial_list,
-        TrialClass::Pending => &mut status.pending_trial_list,
-    }
-}
-
-/// The counter of `status` for trials of `class`.
-fn class_count(status: &mut ExperimentStatus, class: TrialClass) -> &mut i32 {
-    match class {
-        TrialClass::Killed => &mut status.trials_killed,
-        TrialClass::Failed => &mut status.trials_failed,
-        TrialClass::Succeeded => &mut status.trials_succeeded,
-        TrialClass::EarlyStopped => &mut status.trials_early_stopped,
-        TrialClass::Running => &mut status.trials_running,
-        TrialClass::MetricsUnavailable => &mut status.trial_metrics_unavailable,
-        TrialClass::Pending => &mut status.trials_pending,
+        TrialClass::Killed => (&mut status.killed_trial_list, &mut status.trials_killed),
+        TrialClass::Failed => (&mut status.failed_trial_list, &mut status.trials_failed),
+        TrialClass::Succeeded => (&mut status.succeeded_trial_list, &mut status.trials_succeeded),
+        TrialClass::EarlyStopped => (
+            &mut status.early_stopped_trial_list,
+            &mut status.trials_early_stopped,
+        ),
+        TrialClass::Running => (&mut status.running_trial_list, &mut status.trials_running),
+        TrialClass::MetricsUnavailable => (
+            &mut status.metrics_unavailable_trial_list,
+            &mut status.trial_metrics_unavailable,
+        ),
+        TrialClass::Pending => (&mut status.pending_trial_list, &mut status.trials_pending),
     }
 }
 
@@ -225,10 +220,10 @@ fn summarize_best(
         ..Default::default()
     };
     for t in trials {
-        let class = classify(t);
-        *class_count(&mut s, class) += 1;
+        let (list, count) = class_fields(&mut s, classify(t));
+        *count += 1;
         if lists == TrialLists::Filled {
-            class_list(&mut s, class).push(t.metadata.name.clone().unwrap_or_default());
+            list.push(t.metadata.name.clone().unwrap_or_default());
         }
     }
     s.trials = trials.len() as i32;
@@ -254,12 +249,12 @@ fn summarize_best(
 /// With [`TrialLists::Omitted`], only the counters (the status has no lists to add to).
 pub fn add_new_trials(status: &mut ExperimentStatus, new: &[Trial], lists: TrialLists) {
     for t in new {
-        let class = classify(t);
-        *class_count(status, class) += 1;
-        status.trials += 1;
+        let (list, count) = class_fields(status, classify(t));
+        *count += 1;
         if lists == TrialLists::Filled {
-            class_list(status, class).push(t.metadata.name.clone().unwrap_or_default());
+            list.push(t.metadata.name.clone().unwrap_or_default());
         }
+        status.trials += 1;
     }
 }
 

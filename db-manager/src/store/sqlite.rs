@@ -381,6 +381,13 @@ mod tests {
         let older = SqliteStore::connect(&url).await.expect("connect");
         MIGRATOR.run_to(5, older.pool()).await.expect("migrations 1-5");
         let at = |s: &str| s.parse::<jiff::Timestamp>().expect("ts");
+        let loss = |time: &str, value: &str| [MetricRow::new(at(time), "loss", value)];
+        async fn ids(store: &SqliteStore) -> Vec<i64> {
+            sqlx::query_scalar("SELECT id FROM observation_logs ORDER BY id")
+                .fetch_all(store.pool())
+                .await
+                .expect("ids")
+        }
         let first = [
             MetricRow::new(at("2024-05-01T10:00:00Z"), "loss", "0.5"),
             MetricRow::new(at("2024-05-01T10:00:01Z"), "loss", "0.25"),
@@ -394,24 +401,14 @@ mod tests {
             Appended::Stored
         );
         older
-            .append(
-                "t2",
-                &[MetricRow::new(at("2024-05-01T10:00:02Z"), "loss", "0.75")],
-                None,
-            )
+            .append("t2", &loss("2024-05-01T10:00:02Z", "0.75"), None)
             .await
             .expect("second trial");
-        let ids_before: Vec<i64> = sqlx::query_scalar("SELECT id FROM observation_logs ORDER BY id")
-            .fetch_all(older.pool())
-            .await
-            .expect("ids");
+        let ids_before = ids(&older).await;
         older.close().await;
 
         let store = SqliteStore::open(&url).await.expect("migrate to 6");
-        let ids_after: Vec<i64> = sqlx::query_scalar("SELECT id FROM observation_logs ORDER BY id")
-            .fetch_all(store.pool())
-            .await
-            .expect("ids");
+        let ids_after = ids(&store).await;
         assert_eq!(ids_after, ids_before);
         assert_eq!(store.get(&LogQuery::trial("t1")).await.expect("get"), first);
         // The stored key still turns a retry away, and the summary still holds t1's best.
@@ -432,11 +429,7 @@ mod tests {
         );
         // New rows number on from the largest id.
         store
-            .append(
-                "t3",
-                &[MetricRow::new(at("2024-05-01T10:00:03Z"), "loss", "1")],
-                None,
-            )
+            .append("t3", &loss("2024-05-01T10:00:03Z", "1"), None)
             .await
             .expect("new report");
         let newest: i64 = sqlx::query_scalar("SELECT MAX(id) FROM observation_logs")
