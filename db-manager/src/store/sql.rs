@@ -86,6 +86,13 @@ pub trait Dialect: Send + Sync + 'static {
         query.push(" ESCAPE '!'");
     }
 
+    /// Starts the backend's upkeep that runs beside the writes, if it has any (SQLite's
+    /// checkpoints, see [`Checkpoints`]).
+    fn start_upkeep(pool: &Pool<Self::Db>) -> Option<Arc<Checkpoints>> {
+        let _ = pool;
+        None
+    }
+
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
 
@@ -106,6 +113,58 @@ pub struct SqlStore<D: Dialect> {
     writes: Arc<tokio::sync::Mutex<WriterConnection<D>>>,
     /// Reports waiting for the next group transaction (only when serializing writes).
     queued: Arc<std::sync::Mutex<Vec<QueuedReport>>>,
+    /// Told of every write turn (SQLite with a pool of several connections).
+    checkpoints: Option<Arc<Upkeep>>,
+}
+
+/// The stores' hold on the upkeep task: when the last clone of a store goes (closed or
+/// not), the task ends and lets go of its pool.
+#[derive(Debug)]
+struct Upkeep(Arc<Checkpoints>);
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A SQLite write-ahead log folded back into the database file beside the writes, not in
+/// them. SQLite's own automatic checkpoint runs inside the commit that crosses its
+/// threshold: that commit copied a thousand pages and waited for two fsyncs while every
+/// report behind it waited too (with `katib run` that stalled all trials finishing then).
+/// A task of the dialect's ([`Dialect::start_upkeep`]) waits for [`Checkpoints::wrote`],
+/// lets writes gather for a moment, and runs a passive checkpoint on a connection of its
+/// own, which writers do not wait for.
+#[derive(Debug, Default)]
+pub struct Checkpoints {
+    wake: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Checkpoints {
+    /// A write turn was taken: a checkpoint is due soon.
+    fn wrote(&self) {
+        self.wake.notify_one();
+    }
+
+    /// No more checkpoints: the task ends at its next wake-up.
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Waits until a checkpoint is due (a write turn, then `pause`); false once closed.
+    pub(super) async fn due(&self, pause: std::time::Duration) -> bool {
+        self.wake.notified().await;
+        if !self.is_closed() {
+            tokio::time::sleep(pause).await;
+        }
+        !self.is_closed()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// The connection every report group is written on, kept between groups. SQLite's page
@@ -123,6 +182,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             target: self.target.clone(),
             writes: self.writes.clone(),
             queued: self.queued.clone(),
+            checkpoints: self.checkpoints.clone(),
         }
     }
 }
@@ -132,10 +192,24 @@ impl<D: Dialect> SqlStore<D> {
     /// guard until the write is committed.
     pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, WriterConnection<D>>> {
         if D::SERIALIZE_WRITES {
-            Some(self.writes.lock().await)
+            let turn = self.writes.lock().await;
+            self.wrote();
+            Some(turn)
         } else {
             None
         }
+    }
+
+    fn wrote(&self) {
+        if let Some(upkeep) = &self.checkpoints {
+            upkeep.0.wrote();
+        }
+    }
+
+    /// The upkeep task's state, to watch it end.
+    #[cfg(test)]
+    pub(super) fn upkeep(&self) -> Option<std::sync::Weak<Checkpoints>> {
+        self.checkpoints.as_ref().map(|u| Arc::downgrade(&u.0))
     }
 }
 
@@ -174,11 +248,13 @@ where
     /// Connects with the pool settings of `settings`, without touching the schema.
     pub async fn connect_with(url: &str, settings: &StoreOptions) -> Result<Self, StoreError> {
         let (pool, target) = D::connect(url, settings).await?;
+        let checkpoints = D::start_upkeep(&pool).map(|c| Arc::new(Upkeep(c)));
         Ok(Self {
             pool,
             target,
             writes: Arc::default(),
             queued: Arc::default(),
+            checkpoints,
         })
     }
 
@@ -464,6 +540,7 @@ where
         if let Ok(written) = result.try_recv() {
             return written;
         }
+        self.wrote();
         let group = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()));
         let store = self.clone();
         // On its own task: a caller that goes away (a cancelled RPC) must not cut a group
@@ -888,6 +965,9 @@ where
 
     async fn close(&self) {
         // The pool's close waits for every connection to come back, the writer's too.
+        if let Some(upkeep) = &self.checkpoints {
+            upkeep.0.close();
+        }
         self.writes.lock().await.take();
         self.pool.close().await;
     }

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -15,12 +16,21 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::sql::{Dialect, SqlStore};
+use super::sql::{Checkpoints, Dialect, SqlStore};
 use super::{StoreError, StoreOptions, redact};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long writes gather after a write turn before the background checkpoint (see
+/// [`Checkpoints`]) folds them into the database file. Measured on 500 one-line trials
+/// (`katib run`): 25 ms was about 3% slower than 10 ms, 5 ms no faster.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(10);
+
+/// SQLite's own checkpoint threshold (pages in the log) when checkpoints run in the
+/// background: only a backstop (16 MB at 4 KB pages) should that task fall behind.
+const BACKSTOP_PAGES: &str = "4000";
 
 /// Katib's `observation_logs` in a SQLite file (or in memory).
 ///
@@ -107,6 +117,11 @@ impl Dialect for SqliteDialect {
             // Statement journals and sorts in memory: a multi-row upsert (the web UI's trial
             // snapshots) otherwise created, wrote and deleted a temporary file in /var/tmp.
             .pragma("temp_store", "memory");
+        let options = if upkeep_runs(memory, settings.max_connections) {
+            options.pragma("wal_autocheckpoint", BACKSTOP_PAGES)
+        } else {
+            options
+        };
         // An in-memory database lives as long as one connection to it, and a shared cache
         // between connections brings table locks that the busy timeout does not cover:
         // keep exactly one connection, forever.
@@ -146,7 +161,36 @@ impl Dialect for SqliteDialect {
         result.rows_affected()
     }
 
+    fn start_upkeep(pool: &SqlitePool) -> Option<Arc<Checkpoints>> {
+        if !upkeep_runs(false, pool.options().get_max_connections()) {
+            return None;
+        }
+        let checkpoints = Arc::new(Checkpoints::default());
+        let (pool, due) = (pool.clone(), Arc::clone(&checkpoints));
+        tokio::spawn(async move {
+            while due.due(CHECKPOINT_PAUSE).await {
+                // A closed pool (the store closing) ends the task.
+                let Ok(mut conn) = pool.acquire().await else { break };
+                // PASSIVE: copies what no reader still needs and never waits for anyone;
+                // what is left goes with the next one.
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&mut *conn)
+                    .await
+                {
+                    tracing::debug!(error = %e, "background checkpoint failed; the next write retries it");
+                }
+            }
+        });
+        Some(checkpoints)
+    }
+
     const SERIALIZE_WRITES: bool = true;
+}
+
+/// Whether checkpoints run in the background: for a file, when the pool has a connection
+/// to spare for them (an in-memory database has no log, and keeps one connection).
+fn upkeep_runs(memory: bool, max_connections: u32) -> bool {
+    !memory && max_connections > 1
 }
 
 /// A `GLOB` pattern matching every text that starts with `prefix`.
@@ -284,6 +328,114 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(n, 3);
+    }
+
+    /// Rows in the database file itself, read as SQLite would after a crash that lost the
+    /// log: `immutable` makes the connection ignore `katib.db-wal`. None while the table
+    /// itself is only in the log.
+    async fn rows_in_the_file(dir: &Path) -> Option<i64> {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("katib.db"))
+            .read_only(true)
+            .immutable(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("open the file alone");
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM observation_logs")
+            .fetch_one(&mut conn)
+            .await
+            .ok();
+        conn.close().await.expect("close");
+        n
+    }
+
+    /// Waits (for a loaded machine, up to many times the pause) until the database file
+    /// itself holds `n` rows; what it last saw.
+    async fn rows_reach_the_file(dir: &Path, n: i64) -> Option<i64> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = rows_in_the_file(dir).await;
+            if seen == Some(n) || std::time::Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(CHECKPOINT_PAUSE).await;
+        }
+    }
+
+    async fn append_one(store: &SqliteStore, trial: &str) {
+        let row = MetricRow {
+            time: crate::time::parse_rfc3339("2024-07-01T00:00:00Z").expect("time"),
+            metric_name: "loss".into(),
+            value: "0.5".into(),
+        };
+        assert_eq!(
+            store.append(trial, &[row], None).await.expect("append"),
+            Appended::Stored
+        );
+    }
+
+    /// A report is folded into the database file by the background checkpoint, while the
+    /// store stays open and with nothing else written: SQLite's own checkpoint would wait
+    /// for thousands of pages in the log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_reach_the_database_file_in_the_background() {
+        let (dir, store) = temp_store().await;
+        // The migrations wrote the schema, but nothing since has called for a checkpoint.
+        assert_eq!(rows_in_the_file(dir.path()).await, None);
+        append_one(&store, "t-bg").await;
+        assert_eq!(
+            rows_reach_the_file(dir.path(), 1).await,
+            Some(1),
+            "the report never reached katib.db while the store was open"
+        );
+        store.close().await;
+        assert_eq!(rows_in_the_file(dir.path()).await, Some(1));
+    }
+
+    /// The checkpoint task lives as long as some clone of the store, and a store dropped
+    /// without being closed ends it (the task holds a clone of the pool).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpoint_task_ends_with_the_last_clone_of_the_store() {
+        let (dir, store) = temp_store().await;
+        let task = store
+            .upkeep()
+            .expect("a file store checkpoints in the background");
+        let copy = store.clone();
+        drop(store);
+        append_one(&copy, "t-clone").await;
+        assert_eq!(
+            rows_reach_the_file(dir.path(), 1).await,
+            Some(1),
+            "checkpoints stopped when one clone went"
+        );
+        drop(copy);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while task.upgrade().is_some() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            task.upgrade().is_none(),
+            "the checkpoint task outlived every store"
+        );
+    }
+
+    #[test]
+    fn checkpoints_run_in_the_background_only_for_a_file_with_a_spare_connection() {
+        assert!(upkeep_runs(false, 10));
+        assert!(upkeep_runs(false, 2));
+        assert!(
+            !upkeep_runs(false, 1),
+            "the one connection is the writer's and readers'"
+        );
+        assert!(!upkeep_runs(true, 10), "an in-memory database has no log");
+    }
+
+    /// An in-memory store (one connection) starts no checkpoint task and still closes.
+    #[tokio::test]
+    async fn an_in_memory_store_has_no_background_checkpoints() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("open");
+        assert!(SqliteDialect::start_upkeep(store.pool()).is_none());
+        store.close().await;
     }
 
     #[tokio::test]
