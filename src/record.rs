@@ -16,6 +16,12 @@ use tokio::time::Instant;
 /// a run of `n` trials write O(n^2) bytes; a few writes a second is all a page can show.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
+/// Trial snapshots that are written without waiting for [`FLUSH_EVERY`]: the last write
+/// happens after the run's last trial, while nothing else runs, so what it carries is time
+/// added to the run; capping what can pile up keeps it short (at a few hundred trials a
+/// second, a quarter second gathered a hundred or more).
+const FLUSH_TRIALS: usize = 64;
+
 /// What arrived since the last write: the latest experiment and the latest snapshot of each
 /// trial, in the order first seen (the recorder numbers them).
 #[derive(Default)]
@@ -93,6 +99,9 @@ pub async fn tee(
         }
         if recorder.is_none() {
             pending.clear();
+        } else if pending.trials.len() >= FLUSH_TRIALS {
+            flush(&mut recorder, &experiment, &mut pending, &mut warned).await;
+            next_flush = Instant::now() + FLUSH_EVERY;
         }
     }
     flush(&mut recorder, &experiment, &mut pending, &mut warned).await;
@@ -121,5 +130,69 @@ async fn flush(
     {
         *warned = true;
         tracing::warn!(error = %crate::run::chain(&e), "cannot record the run for the web UI");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use katib_ui::{Change, Hub};
+
+    fn experiment() -> Experiment {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/random.yaml");
+        katib_api::validate::load_and_validate(&path).expect("examples/random.yaml")
+    }
+
+    fn trial(exp: &Experiment, i: usize) -> Trial {
+        katib_controller::core::trial::new_trial(
+            exp,
+            format!("random-example-{i:04}"),
+            Vec::new(),
+            Default::default(),
+            None,
+        )
+    }
+
+    /// The next write's trial rows (skipping experiment writes).
+    async fn next_trial_write(changes: &mut tokio::sync::broadcast::Receiver<Change>) -> usize {
+        loop {
+            match changes.recv().await.expect("a change") {
+                Change::Trials { rows, .. } => return rows.len(),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Snapshots that pile up are written [`FLUSH_TRIALS`] at a time, without waiting for
+    /// [`FLUSH_EVERY`]; the rest go with the last write. All events are queued before the
+    /// recorder runs (one thread), so only a pause of a quarter second between two events
+    /// could split them otherwise.
+    #[tokio::test]
+    async fn piled_up_trial_snapshots_are_written_without_waiting_for_the_interval() {
+        let (store, _) = katib_db_manager::experiments::open_experiment_store("sqlite::memory:")
+            .await
+            .expect("store");
+        let exp = experiment();
+        let hub = Hub::default();
+        let mut changes = hub.subscribe();
+        let recorder = Recorder::new(store.clone(), hub, None);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tee = tokio::spawn(tee(rx, None, Some(recorder), Arc::new(exp.clone())));
+
+        let extra = 10;
+        for i in 0..FLUSH_TRIALS + extra {
+            tx.send(Event::Trial {
+                trial: Box::new(trial(&exp, i)),
+            })
+            .expect("send");
+        }
+        assert_eq!(next_trial_write(&mut changes).await, FLUSH_TRIALS);
+        drop(tx);
+        assert_eq!(next_trial_write(&mut changes).await, extra);
+        tee.await.expect("tee");
+        let name = exp.metadata.name.clone().expect("name");
+        let namespace = katib_ui::record::namespace_of(&exp.metadata);
+        let stored = store.trial_rows(&namespace, &name).await.expect("rows");
+        assert_eq!(stored.len(), FLUSH_TRIALS + extra);
     }
 }
