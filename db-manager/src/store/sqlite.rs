@@ -28,9 +28,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// (`katib run`): 25 ms was about 3% slower than 10 ms, 5 ms no faster.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(10);
 
-/// SQLite's own checkpoint threshold (pages in the log) when checkpoints run in the
-/// background: only a backstop (16 MB at 4 KB pages) should that task fall behind.
-const BACKSTOP_PAGES: &str = "4000";
+/// SQLite's own checkpoint threshold (pages in the log) when checkpoints also run in the
+/// background: half its default. The log only starts over when a write begins with every
+/// frame already copied, which the background task alone rarely leaves while writes keep
+/// coming: with a threshold of 4,000 the log of 500 one-line trials grew to 9 MB, and
+/// deleting it when the store closed took 10 ms after the last trial. At 500 the writer's
+/// own checkpoint finds most frames copied already, the log stays near 2 MB, and the time
+/// from the last trial to exit went from 25 to 14 ms.
+const WRITER_CHECKPOINT_PAGES: &str = "500";
 
 /// Katib's `observation_logs` in a SQLite file (or in memory).
 ///
@@ -118,7 +123,7 @@ impl Dialect for SqliteDialect {
             // snapshots) otherwise created, wrote and deleted a temporary file in /var/tmp.
             .pragma("temp_store", "memory");
         let options = if upkeep_runs(memory, settings.max_connections) {
-            options.pragma("wal_autocheckpoint", BACKSTOP_PAGES)
+            options.pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
         } else {
             options
         };
