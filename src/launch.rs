@@ -68,6 +68,7 @@ impl Launcher for LocalLauncher {
         let recording = Recording {
             store: self.experiments.clone(),
             hub: self.hub.clone(),
+            written: None,
         };
         let running = self.running.clone();
         tokio::spawn(async move {

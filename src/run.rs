@@ -141,6 +141,9 @@ impl std::fmt::Display for ExecError {
 pub struct Recording {
     pub store: Arc<dyn ExperimentStore>,
     pub hub: katib_ui::Hub,
+    /// Notified once the run's last snapshot is written: the run writes nothing more to
+    /// the database after that.
+    pub written: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Runs one validated Experiment: serves db-manager (over `observations`) and the
@@ -250,16 +253,18 @@ pub async fn execute(
     };
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let written = recording.as_ref().and_then(|r| r.written.clone());
     let recorder = recording.map(|r| {
         let dir = std::path::absolute(&run_dir).unwrap_or_else(|_| run_dir.clone());
         katib_ui::record::Recorder::new(r.store, r.hub, Some(dir.display().to_string()))
     });
-    let tee = tokio::spawn(crate::record::tee(
-        ev_rx,
-        progress,
-        recorder,
-        Arc::new(exp.clone()),
-    ));
+    let snapshot = Arc::new(exp.clone());
+    let tee = tokio::spawn(async move {
+        crate::record::tee(ev_rx, progress, recorder, snapshot).await;
+        if let Some(written) = written {
+            written.notify_one();
+        }
+    });
     let result = run_experiment(exp, cfg, ev_tx, Some(mark_rx), shutdown).await;
     let _ = tee.await;
 
@@ -332,13 +337,7 @@ pub async fn open_stores(
     db: Option<String>,
     state_dir: &std::path::Path,
     external_db_manager: bool,
-) -> Result<
-    (
-        Option<Arc<dyn ObservationStore>>,
-        Option<Arc<dyn ExperimentStore>>,
-    ),
-    String,
-> {
+) -> Result<Stores, String> {
     let default_url = format!("sqlite://{}", state_dir.join("katib.db").display());
     let url = db.unwrap_or_else(|| default_url.clone());
     if external_db_manager {
@@ -416,9 +415,22 @@ pub async fn run(args: RunArgs) -> ExitCode {
         seed: None,
     };
     let hub = katib_ui::Hub::default();
+    // Without the web UI nothing uses the database once the run's last snapshot is
+    // written, so it is closed then, while the runner writes experiment.json: closing folds
+    // the log back into katib.db (fsyncs, deleting the log), milliseconds that overlap with
+    // the file's instead of following them.
+    let written = Arc::new(tokio::sync::Notify::new());
     let recording = experiments.clone().map(|store| Recording {
         store,
         hub: hub.clone(),
+        written: (!ui).then(|| written.clone()),
+    });
+    let early_close = (!ui).then(|| {
+        let (written, stores) = (written.clone(), stores.clone());
+        tokio::spawn(async move {
+            written.notified().await;
+            close_stores(&stores).await;
+        })
     });
 
     // The web UI, when asked for: same process, same stores, live events from this run.
@@ -470,6 +482,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
         crate::cli::shutdown_signal(),
     )
     .await;
+    if let Some(closing) = early_close {
+        // Also when the run ended before its recording started (an error): close now.
+        written.notify_one();
+        let _ = closing.await;
+    }
     let progress = display.await.ok();
 
     let (out, run_dir) = match result {
@@ -500,12 +517,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
     // Closed, not dropped with the runtime: a pool dropped on the way out closed its
     // connections on their own threads while the process exited, so SQLite's last
     // connection sometimes folded the WAL back into katib.db and sometimes was cut off,
-    // leaving the last run only in katib.db-wal (safe, but not in the one file).
-    if let Some(o) = &stores.0 {
-        o.close().await;
-    }
-    if let Some(e) = &stores.1 {
-        e.close().await;
+    // leaving the last run only in katib.db-wal (safe, but not in the one file). Without
+    // the UI they were closed when the recording ended (above).
+    if ui {
+        close_stores(&stores).await;
     }
     let conds = out
         .experiment
@@ -524,6 +539,24 @@ pub async fn run(args: RunArgs) -> ExitCode {
     // more for a few hundred trials) would only delay that.
     std::mem::forget(out);
     code
+}
+
+/// The observation store (unless an external db-manager keeps the observations) and the
+/// experiment store of a run.
+pub type Stores = (
+    Option<Arc<dyn ObservationStore>>,
+    Option<Arc<dyn ExperimentStore>>,
+);
+
+/// Closes the observation and experiment stores (on SQLite, the last connection folds the
+/// log back into the database file).
+async fn close_stores(stores: &Stores) {
+    if let Some(o) = &stores.0 {
+        o.close().await;
+    }
+    if let Some(e) = &stores.1 {
+        e.close().await;
+    }
 }
 
 fn jiff_stamp() -> String {
