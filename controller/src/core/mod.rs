@@ -95,9 +95,18 @@ pub fn objective_value(exp: &Experiment, trial: &Trial) -> Option<String> {
 
 fn objective_str<'a>(exp: &Experiment, trial: &'a Trial) -> Option<&'a str> {
     let objective = exp.spec.objective.as_ref()?;
+    objective_by(
+        &objective.objective_metric_name,
+        objective.strategy_for(&objective.objective_metric_name),
+        trial,
+    )
+}
+
+/// The trial's value of metric `name` by `strategy`, if available. Callers that walk every
+/// trial resolve the strategy once (a lookup by name in the objective's strategies).
+fn objective_by<'a>(name: &str, strategy: &str, trial: &'a Trial) -> Option<&'a str> {
     let obs = trial.status.as_ref()?.observation.as_ref()?;
-    let m = obs.metric(&objective.objective_metric_name)?;
-    let v = metric_value_ref(m, objective.strategy_for(&m.name));
+    let v = metric_value_ref(obs.metric(name)?, strategy);
     (v != UNAVAILABLE && !v.is_empty()).then_some(v)
 }
 
@@ -118,10 +127,13 @@ pub fn has_observation(exp: &Experiment, trial: &Trial) -> bool {
 /// The best trial by Katib's rules: a non-numeric objective wins unconditionally (string
 /// metrics such as DARTS genotypes), otherwise strictly better replaces the incumbent.
 pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a Trial, Option<f64>)> {
-    let maximize = exp.spec.objective.as_ref().is_some_and(|o| o.is_maximize());
+    let objective = exp.spec.objective.as_ref()?;
+    let maximize = objective.is_maximize();
+    let name = objective.objective_metric_name.as_str();
+    let strategy = objective.strategy_for(name);
     let mut best: Option<(&Trial, Option<f64>)> = None;
     for t in trials {
-        let Some(v) = objective_str(exp, t) else {
+        let Some(v) = objective_by(name, strategy, t) else {
             continue;
         };
         match v.trim().parse::<f64>() {

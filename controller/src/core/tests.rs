@@ -300,6 +300,56 @@ fn optimal_trial_strictly_better_and_string_metric_wins() {
     );
 }
 
+/// The optimal trial compares each trial's value by the objective metric's strategy
+/// (`metricStrategies`, else min for minimize and max for maximize), and an unavailable
+/// min/max falls back to the latest value, as Katib reads observations.
+#[test]
+fn optimal_trial_compares_values_by_the_metric_strategy() {
+    let observed = |name: &str, min: &str, max: &str, latest: &str| {
+        let mut t = trial(name, "Succeeded", None);
+        t.status.as_mut().unwrap().observation = Some(Observation {
+            metrics: vec![Metric {
+                name: "acc".into(),
+                min: min.into(),
+                max: max.into(),
+                latest: latest.into(),
+            }],
+        });
+        t
+    };
+    let trials = vec![
+        observed("a", "0.1", "0.9", "0.5"),
+        observed("b", "0.2", "0.8", "0.3"),
+        observed("c", UNAVAILABLE, UNAVAILABLE, "0.05"),
+    ];
+    let best = |e: &Experiment| {
+        let (t, v) = optimal_trial(e, &trials).unwrap();
+        (t.metadata.name.clone().unwrap(), v.unwrap())
+    };
+    let with_strategy = |maximize: bool, strategy: Option<&str>| {
+        let mut e = exp(None, 1, None, None, maximize);
+        if let Some(s) = strategy {
+            e.spec.objective.as_mut().unwrap().metric_strategies = vec![katib_api::crd::MetricStrategy {
+                name: "acc".into(),
+                value: s.into(),
+            }];
+        }
+        e
+    };
+    // minimize: min by default; c's unavailable min falls back to its latest.
+    assert_eq!(best(&with_strategy(false, None)), ("c".into(), 0.05));
+    assert_eq!(best(&with_strategy(false, Some("latest"))), ("c".into(), 0.05));
+    // maximize: max by default, so a's 0.9; by latest, a's 0.5.
+    assert_eq!(best(&with_strategy(true, None)), ("a".into(), 0.9));
+    assert_eq!(best(&with_strategy(true, Some("latest"))), ("a".into(), 0.5));
+    // minimize by max: b's 0.8 beats a's 0.9 and c's fallback 0.05 is lower still.
+    assert_eq!(best(&with_strategy(false, Some("max"))), ("c".into(), 0.05));
+    // No objective: no optimal trial.
+    let mut none = exp(None, 1, None, None, false);
+    none.spec.objective = None;
+    assert!(optimal_trial(&none, &trials).is_none());
+}
+
 #[test]
 fn suggestion_input_filters_unavailable_and_unobserved_early_stopped() {
     let e = exp(None, 1, None, None, true);
