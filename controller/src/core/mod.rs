@@ -131,14 +131,30 @@ pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a T
     let maximize = objective.is_maximize();
     let name = objective.objective_metric_name.as_str();
     let strategy = objective.strategy_for(name);
-    let mut best: Option<(&Trial, Option<f64>)> = None;
-    for t in trials {
-        let Some(v) = objective_by(name, strategy, t) else {
-            continue;
-        };
-        match v.trim().parse::<f64>() {
-            Err(_) => best = Some((t, None)),
-            Ok(x) => {
+    let values = trials
+        .iter()
+        .map(|t| objective_by(name, strategy, t).map(parse_objective));
+    best_of(values, maximize).map(|(i, v)| (&trials[i], v))
+}
+
+/// A trial's objective as the optimal-trial rule compares it: a number, or text (`None`).
+fn parse_objective(v: &str) -> Option<f64> {
+    v.trim().parse::<f64>().ok()
+}
+
+/// Katib's rule over the trials' objectives in creation order (`None` for a trial without
+/// one, `Some(None)` for a non-numeric one): a non-numeric objective wins unconditionally,
+/// otherwise strictly better replaces the incumbent. The index and value of the winner.
+fn best_of(
+    values: impl IntoIterator<Item = Option<Option<f64>>>,
+    maximize: bool,
+) -> Option<(usize, Option<f64>)> {
+    let mut best: Option<(usize, Option<f64>)> = None;
+    for (i, v) in values.into_iter().enumerate() {
+        match v {
+            None => {}
+            Some(None) => best = Some((i, None)),
+            Some(Some(x)) => {
                 let better = match best {
                     None => true,
                     Some((_, None)) => false,
@@ -151,12 +167,56 @@ pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a T
                     }
                 };
                 if better {
-                    best = Some((t, Some(x)));
+                    best = Some((i, Some(x)));
                 }
             }
         }
     }
     best
+}
+
+/// What a decision needs of each trial (its class and objective), kept between decisions
+/// by a runtime that decides after every few trials: [`decide_tallied`] reads a trial's
+/// conditions and observation only when the caller says it changed, where
+/// [`decide_with`] reads every trial's (string comparisons and number parsing) every
+/// time, which made a run of `n` trials cost `n^2` of them.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    seen: Vec<(TrialClass, Option<Option<f64>>)>,
+}
+
+impl Tally {
+    /// Reads the trials at `changed` and any beyond the ones seen so far.
+    fn update(&mut self, exp: &Experiment, trials: &[Trial], changed: &[usize]) {
+        let objective = exp.spec.objective.as_ref();
+        let name = objective.map_or("", |o| o.objective_metric_name.as_str());
+        let strategy = objective.map_or("", |o| o.strategy_for(name));
+        let read = |t: &Trial| {
+            let value = objective.and_then(|_| objective_by(name, strategy, t).map(parse_objective));
+            (classify(t), value)
+        };
+        self.seen.truncate(trials.len());
+        for &i in changed {
+            if let (Some(seen), Some(t)) = (self.seen.get_mut(i), trials.get(i)) {
+                *seen = read(t);
+            }
+        }
+        let known = self.seen.len();
+        self.seen.extend(trials[known..].iter().map(read));
+    }
+
+    /// Counters and optimal trial into `status` (lists left empty); the optimal trial's
+    /// numeric value.
+    fn summarize(&self, exp: &Experiment, trials: &[Trial], status: &mut ExperimentStatus) -> Option<f64> {
+        for (class, _) in &self.seen {
+            *class_fields(status, *class).1 += 1;
+        }
+        status.trials = trials.len() as i32;
+        let maximize = exp.spec.objective.as_ref().is_some_and(|o| o.is_maximize());
+        let optimal = best_of(self.seen.iter().map(|(_, v)| *v), maximize);
+        status.current_optimal_trial = optimal.map(|(i, _)| optimal_of(&trials[i]));
+        optimal.and_then(|(_, v)| v)
+    }
 }
 
 /// Whether a status carries the trial name lists (`succeededTrialList`, ...).
@@ -241,7 +301,14 @@ fn summarize_best(
     s.trials = trials.len() as i32;
     let optimal = optimal_trial(exp, trials);
     let best = optimal.and_then(|(_, v)| v);
-    s.current_optimal_trial = optimal.map(|(t, _)| OptimalTrial {
+    s.current_optimal_trial = optimal.map(|(t, _)| optimal_of(t));
+    *status = s;
+    best
+}
+
+/// The status' record of `t` as the optimal trial.
+fn optimal_of(t: &Trial) -> OptimalTrial {
+    OptimalTrial {
         best_trial_name: t.metadata.name.clone().unwrap_or_default(),
         parameter_assignments: t.spec.parameter_assignments.clone(),
         observation: t
@@ -249,9 +316,7 @@ fn summarize_best(
             .as_ref()
             .and_then(|s| s.observation.clone())
             .unwrap_or_default(),
-    });
-    *status = s;
-    best
+    }
 }
 
 /// Adds trials that were just created to a status [`decide`] made before they existed: the
@@ -298,6 +363,32 @@ pub fn decide_with(
     now: &str,
     lists: TrialLists,
 ) -> Decision {
+    let mut status = reconciled_status(exp, now);
+    let best = summarize_best(exp, trials, &mut status, lists);
+    conclude(exp, trials, status, best, suggestion, now)
+}
+
+/// [`decide_with`] with [`TrialLists::Omitted`], from a [`Tally`] brought up to date with
+/// the trials at `changed` (and any added since its last update) instead of a walk over
+/// every trial's conditions and observation: the same decision (test
+/// `a_tally_decides_as_a_full_walk_does`).
+pub fn decide_tallied(
+    exp: &Experiment,
+    trials: &[Trial],
+    tally: &mut Tally,
+    changed: &[usize],
+    suggestion: &SuggestionState,
+    now: &str,
+) -> Decision {
+    tally.update(exp, trials, changed);
+    let mut status = reconciled_status(exp, now);
+    let best = tally.summarize(exp, trials, &mut status);
+    conclude(exp, trials, status, best, suggestion, now)
+}
+
+/// The status a reconcile starts from: times and conditions kept, `Created` set on the
+/// first, `lastReconcileTime` now; counters, lists and the optimal trial still to fill.
+fn reconciled_status(exp: &Experiment, now: &str) -> ExperimentStatus {
     // Only what the summary keeps is copied: the trial lists are rebuilt from `trials`.
     let mut status = exp
         .status
@@ -323,8 +414,19 @@ pub fn decide_with(
         );
     }
     status.last_reconcile_time = Some(now.to_string());
-    let best = summarize_best(exp, trials, &mut status, lists);
+    status
+}
 
+/// The rest of a reconcile once `status` has its counters and optimal trial (`best` its
+/// numeric objective value): the conditions, and how many trials to request or which to stop.
+fn conclude(
+    exp: &Experiment,
+    trials: &[Trial],
+    mut status: ExperimentStatus,
+    best: Option<f64>,
+    suggestion: &SuggestionState,
+    now: &str,
+) -> Decision {
     let already_done = conditions::is_true(&status.conditions, ec::SUCCEEDED)
         || conditions::is_true(&status.conditions, ec::FAILED);
     let active = (status.trials_pending + status.trials_running) as usize;

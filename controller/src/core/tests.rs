@@ -527,3 +527,83 @@ fn omitting_the_trial_lists_changes_nothing_else() {
         }
     }
 }
+
+/// A [`Tally`] told which trials changed gives the decision a walk over every trial gives,
+/// over random runs: trials added and changed a few at a time, in any class, with numeric,
+/// tied, non-numeric, NaN, infinite and unavailable objectives, min/max/latest strategies,
+/// goals, failure limits and trial budgets (the full walk is the reference).
+#[test]
+fn a_tally_decides_as_a_full_walk_does() {
+    use rand::{RngExt as _, SeedableRng as _};
+    const CLASSES: [&str; 7] = [
+        "Created",
+        "Running",
+        "Succeeded",
+        "Failed",
+        "Killed",
+        "EarlyStopped",
+        "MetricsUnavailable",
+    ];
+    const VALUES: [Option<&str>; 9] = [
+        None,
+        Some("0.5"),
+        Some("0.3"),
+        Some("0.3"),
+        Some("0.9"),
+        Some("NaN"),
+        Some("inf"),
+        Some("Genotype(x)"),
+        Some(UNAVAILABLE),
+    ];
+    for seed in 0..300 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let goal = rng.random_bool(0.3).then(|| rng.random_range(0.0..1.0));
+        let max = rng.random_bool(0.8).then(|| rng.random_range(1..40));
+        let max_failed = rng.random_bool(0.5).then(|| rng.random_range(0..6));
+        let mut e = exp(
+            max,
+            rng.random_range(1..5),
+            max_failed,
+            goal,
+            rng.random_bool(0.5),
+        );
+        if rng.random_bool(0.3) {
+            let strategy = ["min", "max", "latest"][rng.random_range(0..3)];
+            e.spec.objective.as_mut().unwrap().metric_strategies = vec![katib_api::crd::MetricStrategy {
+                name: "acc".into(),
+                value: strategy.into(),
+            }];
+        }
+        let suggestion = SuggestionState {
+            exhausted: rng.random_bool(0.1),
+            ..Default::default()
+        };
+        let mut trials: Vec<Trial> = Vec::new();
+        let mut tally = Tally::default();
+        for step in 0..40 {
+            let mut changed = Vec::new();
+            for _ in 0..rng.random_range(0..3) {
+                trials.push(trial(&format!("t{}", trials.len()), "Running", None));
+            }
+            for _ in 0..rng.random_range(0..3) {
+                if trials.is_empty() {
+                    break;
+                }
+                let i = rng.random_range(0..trials.len());
+                let class = CLASSES[rng.random_range(0..CLASSES.len())];
+                let mut t = trial(&format!("t{i}"), class, VALUES[rng.random_range(0..VALUES.len())]);
+                if let Some(obs) = t.status.as_mut().and_then(|s| s.observation.as_mut()) {
+                    // Different min/max/latest, so the strategy matters.
+                    obs.metrics[0].min = VALUES[rng.random_range(1..VALUES.len())].unwrap().into();
+                }
+                trials[i] = t;
+                changed.push(i);
+            }
+            let now = format!("2024-01-01T00:00:{step:02}Z");
+            let full = decide_with(&e, &trials, &suggestion, &now, TrialLists::Omitted);
+            let tallied = decide_tallied(&e, &trials, &mut tally, &changed, &suggestion, &now);
+            assert_eq!(tallied, full, "seed {seed}, step {step}");
+            e.status = Some(full.status);
+        }
+    }
+}

@@ -265,13 +265,18 @@ pub async fn run_experiment(
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut interrupted = false;
         let mut last_status: Option<tokio::time::Instant> = None;
+        // Each trial's class and objective between decisions, and the trials changed since
+        // the last one (new trials it finds by itself).
+        let mut tally = core::Tally::default();
+        let mut changed: Vec<usize> = Vec::new();
         tokio::pin!(shutdown);
 
         loop {
             let now = now_rfc3339();
             // Without the trial name lists: they are filled once, when the run ends (the
             // status events in between are read for their counters).
-            let decision = core::decide_with(&exp, &trials, &state, &now, TrialLists::Omitted);
+            let decision = core::decide_tallied(&exp, &trials, &mut tally, &changed, &state, &now);
+            changed.clear();
             exp.status = Some(decision.status);
             if early_stopping.is_some() {
                 rules_request.send_replace(pb::GetEarlyStoppingRulesRequest {
@@ -465,6 +470,7 @@ pub async fn run_experiment(
                             None => MarkOutcome::NotFound,
                             Some(&i) => {
                                 pb_cache.invalidate(i);
+                                changed.push(i);
                                 if mark_early_stopped(&mut trials[i], &now_rfc3339()) {
                                     info!(trial = %mark.trial, "trial early stopped");
                                     // Its collector reported before asking: read the
@@ -495,6 +501,7 @@ pub async fn run_experiment(
                             running.remove(&fin.name);
                             if let Some(&i) = index.get(&fin.name) {
                                 pb_cache.invalidate(i);
+                                changed.push(i);
                                 finish_trial(&mut trials[i], fin.exit, fin.logs, &mut db, &events).await;
                                 let _ = events.send(Event::Trial { trial: Box::new(trials[i].clone()) });
                             }
