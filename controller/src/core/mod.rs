@@ -127,14 +127,22 @@ pub fn has_observation(exp: &Experiment, trial: &Trial) -> bool {
 /// The best trial by Katib's rules: a non-numeric objective wins unconditionally (string
 /// metrics such as DARTS genotypes), otherwise strictly better replaces the incumbent.
 pub fn optimal_trial<'a>(exp: &Experiment, trials: &'a [Trial]) -> Option<(&'a Trial, Option<f64>)> {
-    let objective = exp.spec.objective.as_ref()?;
-    let maximize = objective.is_maximize();
-    let name = objective.objective_metric_name.as_str();
-    let strategy = objective.strategy_for(name);
+    let (name, strategy) = objective_metric(exp)?;
     let values = trials
         .iter()
         .map(|t| objective_by(name, strategy, t).map(parse_objective));
-    best_of(values, maximize).map(|(i, v)| (&trials[i], v))
+    best_of(values, is_maximize(exp)).map(|(i, v)| (&trials[i], v))
+}
+
+/// The objective metric's name and strategy, resolved once for a walk over the trials.
+fn objective_metric(exp: &Experiment) -> Option<(&str, &str)> {
+    let objective = exp.spec.objective.as_ref()?;
+    let name = objective.objective_metric_name.as_str();
+    Some((name, objective.strategy_for(name)))
+}
+
+fn is_maximize(exp: &Experiment) -> bool {
+    exp.spec.objective.as_ref().is_some_and(|o| o.is_maximize())
 }
 
 /// A trial's objective as the optimal-trial rule compares it: a number, or text (`None`).
@@ -188,11 +196,10 @@ pub struct Tally {
 impl Tally {
     /// Reads the trials at `changed` and any beyond the ones seen so far.
     fn update(&mut self, exp: &Experiment, trials: &[Trial], changed: &[usize]) {
-        let objective = exp.spec.objective.as_ref();
-        let name = objective.map_or("", |o| o.objective_metric_name.as_str());
-        let strategy = objective.map_or("", |o| o.strategy_for(name));
+        let metric = objective_metric(exp);
         let read = |t: &Trial| {
-            let value = objective.and_then(|_| objective_by(name, strategy, t).map(parse_objective));
+            let value =
+                metric.and_then(|(name, strategy)| objective_by(name, strategy, t).map(parse_objective));
             (classify(t), value)
         };
         self.seen.truncate(trials.len());
@@ -212,8 +219,7 @@ impl Tally {
             *class_fields(status, *class).1 += 1;
         }
         status.trials = trials.len() as i32;
-        let maximize = exp.spec.objective.as_ref().is_some_and(|o| o.is_maximize());
-        let optimal = best_of(self.seen.iter().map(|(_, v)| *v), maximize);
+        let optimal = best_of(self.seen.iter().map(|(_, v)| *v), is_maximize(exp));
         status.current_optimal_trial = optimal.map(|(i, _)| optimal_of(&trials[i]));
         optimal.and_then(|(_, v)| v)
     }
