@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use katib_api::crd::{EarlyStoppingRule, Experiment};
 use katib_api::pb;
 use katib_api::pb::early_stopping_client::EarlyStoppingClient;
@@ -311,11 +312,20 @@ pub async fn run_collected(
             Ok(()) = kill_rx => {}
         }
     };
-    let proc = tokio::spawn(async move {
-        let exit = process::run(spec, line_tx, stop_either).await;
+    // The process and its collector share this task (joined, not spawned): a task of its
+    // own cost every trial a spawn and a hand-over between worker threads at its end. A
+    // panic in it still ends the trial as Failed instead of leaving it running forever.
+    let proc = async move {
+        let exit = std::panic::AssertUnwindSafe(process::run(spec, line_tx, stop_either))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| ProcessExit::Failed {
+                reason: "InternalError".into(),
+                message: format!("the trial's process driver panicked: {}", panic_text(&*panic)),
+            });
         let _ = exited_tx.send(());
         exit
-    });
+    };
     let mut enforcer = match (&collector, early) {
         (Some(_), Some(early)) => Some(Enforcer::new(early, &collect, kill_tx)),
         _ => {
@@ -324,59 +334,58 @@ pub async fn run_collected(
             None
         }
     };
-    let exit = match (collect.kind.clone(), collector) {
+    let (exit, stored_rows) = match (collect.kind.clone(), collector) {
         (Kind::StdOut, Some(mut c)) => {
-            while let Some(line) = line_rx.recv().await {
-                if enforcer.as_ref().is_some_and(Enforcer::has_stopped) {
-                    continue;
+            let consume = async {
+                while let Some(line) = line_rx.recv().await {
+                    if enforcer.as_ref().is_some_and(Enforcer::has_stopped) {
+                        continue;
+                    }
+                    c.push_line(&line);
+                    if let Some(e) = enforcer.as_mut() {
+                        e.after_line(&mut c).await;
+                    }
                 }
-                c.push_line(&line);
-                if let Some(e) = enforcer.as_mut() {
-                    e.after_line(&mut c).await;
-                }
-            }
-            let exit = proc.await;
+            };
+            let (exit, ()) = tokio::join!(proc, consume);
             (exit, finish(c).await)
         }
         (Kind::File { .. }, Some(mut c)) => {
-            let drain = tokio::spawn(async move { while line_rx.recv().await.is_some() {} });
+            let drain = async { while line_rx.recv().await.is_some() {} };
             let path = metrics_file.clone().unwrap_or_default();
-            let mut follower = FileFollower::new(&path);
-            let mut exited = std::pin::pin!(async move {
-                let _ = exited_rx.await;
-            });
-            loop {
-                match follower.next_line(exited.as_mut()).await {
-                    Ok(Some(line)) => {
-                        if enforcer.as_ref().is_some_and(Enforcer::has_stopped) {
-                            continue;
+            let follow = async {
+                let mut follower = FileFollower::new(&path);
+                let mut exited = std::pin::pin!(async move {
+                    let _ = exited_rx.await;
+                });
+                loop {
+                    match follower.next_line(exited.as_mut()).await {
+                        Ok(Some(line)) => {
+                            if enforcer.as_ref().is_some_and(Enforcer::has_stopped) {
+                                continue;
+                            }
+                            c.push_line(&line);
+                            if let Some(e) = enforcer.as_mut() {
+                                e.after_line(&mut c).await;
+                            }
                         }
-                        c.push_line(&line);
-                        if let Some(e) = enforcer.as_mut() {
-                            e.after_line(&mut c).await;
+                        Ok(None) => break,
+                        Err(e) => {
+                            warn!(path = %path.display(), error = %e, "cannot read the metrics file; metrics after this point are lost");
+                            break;
                         }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        warn!(path = %path.display(), error = %e, "cannot read the metrics file; metrics after this point are lost");
-                        break;
                     }
                 }
-            }
-            let _ = drain.await;
-            let exit = proc.await;
+            };
+            let (exit, (), ()) = tokio::join!(proc, drain, follow);
             (exit, finish(c).await)
         }
         _ => {
-            while line_rx.recv().await.is_some() {}
-            (proc.await, None)
+            let drain = async { while line_rx.recv().await.is_some() {} };
+            let (exit, ()) = tokio::join!(proc, drain);
+            (exit, None)
         }
     };
-    let (exit, stored_rows) = exit;
-    let exit = exit.unwrap_or_else(|e| ProcessExit::Failed {
-        reason: "InternalError".into(),
-        message: e.to_string(),
-    });
     match enforcer {
         // Only a process that was actually stopped counts: one that ended by itself just
         // as its rules were broken has spent its steps anyway.
@@ -395,6 +404,15 @@ pub async fn run_collected(
 
 /// Reports what the collector still holds; the trial's stored rows if db-manager vouched
 /// for them.
+/// The message of a caught panic, when it is a string.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 async fn finish(collector: Collector) -> Option<Vec<pb::MetricLog>> {
     match collector.finish().await {
         Ok(summary) => summary.stored_rows,
