@@ -402,8 +402,6 @@ pub async fn run_collected(
     }
 }
 
-/// Reports what the collector still holds; the trial's stored rows if db-manager vouched
-/// for them.
 /// The message of a caught panic, when it is a string.
 fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
@@ -413,6 +411,8 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("no message")
 }
 
+/// Reports what the collector still holds; the trial's stored rows if db-manager vouched
+/// for them.
 async fn finish(collector: Collector) -> Option<Vec<pb::MetricLog>> {
     match collector.finish().await {
         Ok(summary) => summary.stored_rows,
@@ -420,5 +420,22 @@ async fn finish(collector: Collector) -> Option<Vec<pb::MetricLog>> {
             warn!(error = %e, "metrics could not be reported");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_text;
+
+    /// A trial whose driver panicked is failed with the panic's own words, whether the
+    /// payload is a literal or a formatted message.
+    #[test]
+    fn a_caught_panic_is_described_by_its_message() {
+        let literal = std::panic::catch_unwind(|| panic!("pipe vanished")).expect_err("panics");
+        assert_eq!(panic_text(&*literal), "pipe vanished");
+        let formatted = std::panic::catch_unwind(|| panic!("trial {} lost", 7)).expect_err("panics");
+        assert_eq!(panic_text(&*formatted), "trial 7 lost");
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(42u8)).expect_err("panics");
+        assert_eq!(panic_text(&*other), "no message");
     }
 }
