@@ -88,8 +88,7 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// Starts the backend's upkeep that runs beside the writes, if it has any (SQLite's
     /// checkpoints, see [`Checkpoints`]).
-    fn start_upkeep(pool: &Pool<Self::Db>) -> Option<Arc<Checkpoints>> {
-        let _ = pool;
+    fn start_upkeep(_pool: &Pool<Self::Db>) -> Option<Arc<Checkpoints>> {
         None
     }
 
